@@ -1,0 +1,94 @@
+"""The `obzvon` command line.
+
+Each command is a thin shell: it parses options, calls one function of the package that owns
+the work, and turns that package's errors into a message and an exit code. Imports are local to
+each command so that `obzvon --help` stays fast and a missing optional piece breaks only its own
+command.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+err = Console(stderr=True)
+
+
+def _host_port(value: str, *, option: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.BadParameter(f"expected HOST:PORT, got {value!r}", param_hint=option)
+    return host, int(port)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="obzvon")
+def main() -> None:
+    """obzvon: predictive dialer and skill-based ACD for order confirmation."""
+
+
+@main.command("check-config")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def check_config_cmd(file: Path) -> None:
+    """Validate FILE and report every problem at once (exit code 2 if any)."""
+    from dialer.config import check_config
+
+    problems = check_config(file)
+    if problems:
+        for problem in problems:
+            err.print(f"[red]✗[/red] {problem}", highlight=False, markup=True)
+        err.print(f"{file}: {len(problems)} problem(s)")
+        sys.exit(2)
+    click.echo(f"{file}: OK")
+
+
+@main.group("db")
+def db_group() -> None:
+    """Database schema management."""
+
+
+@db_group.command("upgrade")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--url", help="Database URL (overrides the config file).")
+def db_upgrade_cmd(config_path: Path | None, url: str | None) -> None:
+    """Bring the database schema up to date (creates it if empty)."""
+    from dialer.config import ConfigError, load_settings
+    from dialer.storage.migrate import upgrade
+
+    try:
+        settings = load_settings(config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            err.print(f"[red]✗[/red] {problem}", highlight=False)
+        sys.exit(2)
+    target = url or settings.database.url
+    upgrade(target)
+    click.echo("database schema is up to date")
+
+
+@main.command("sim")
+@click.option("--listen", default="127.0.0.1:5038", show_default=True, help="HOST:PORT.")
+@click.option("--user", default="obzvon", show_default=True)
+@click.option("--secret", default="obzvon", show_default=True)
+@click.option(
+    "--time-scale", default=1.0, show_default=True, help="Simulated seconds per real second."
+)
+@click.option("--seed", default=None, type=int, help="Seed for the call model.")
+def sim_cmd(listen: str, user: str, secret: str, time_scale: float, seed: int | None) -> None:
+    """Run the AMI-speaking Asterisk simulator standalone."""
+    import asyncio
+
+    from pbx.sim.server import serve_forever
+
+    host, port = _host_port(listen, option="--listen")
+    try:
+        asyncio.run(
+            serve_forever(
+                host=host, port=port, user=user, secret=secret, time_scale=time_scale, seed=seed
+            )
+        )
+    except KeyboardInterrupt:
+        pass
