@@ -309,15 +309,14 @@ class OperatorBoard:
         """Operators who may be offered a call of `campaign_id` and `category` now.
 
         That is: READY, registered, working in the campaign and qualified for the category
-        (`OperatorProfile.qualified_for`), in the order they were added.
+        (`OperatorProfile.serves`), in the order they were added.
         """
         return [
             op.view()
             for op in self._ops.values()
             if op.state is OperatorState.READY
             and op.registered
-            and campaign_id in op.profile.campaigns
-            and op.profile.qualified_for(category)
+            and op.profile.serves(campaign_id, category)
         ]
 
     def statistics(self, now: float) -> BoardStatistics:

@@ -65,6 +65,10 @@ class OperatorProfile:
             return True
         return category in self.categories_only
 
+    def serves(self, campaign_id: str, category: str | None) -> bool:
+        """True if the operator works in `campaign_id` and is qualified for `category`."""
+        return campaign_id in self.campaigns and self.qualified_for(category)
+
     def level(self, category: str | None) -> int | None:
         """The admin's level for `category`, or `None` if the operator has none for it."""
         if category is None:

@@ -56,8 +56,7 @@ def eligible(request: RoutingRequest, view: OperatorView) -> bool:
     return (
         view.state is OperatorState.READY
         and view.registered
-        and request.campaign_id in view.profile.campaigns
-        and view.profile.qualified_for(request.category)
+        and view.profile.serves(request.campaign_id, request.category)
     )
 
 
