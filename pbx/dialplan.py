@@ -32,6 +32,7 @@ CONTEXT_SPY: Final = "obzvon-spy"
 VAR_CALL: Final = "OBZVON_CALL"
 VAR_SHOP: Final = "OBZVON_SHOP"
 VAR_RING_TIMEOUT: Final = "OBZVON_RING_TIMEOUT"
+VAR_SPY_MODE: Final = "OBZVON_SPY_MODE"  # listen (default) | whisper | barge
 
 USEREVENT_ANSWERED: Final = "ObzvonAnswered"
 USEREVENT_AMD: Final = "ObzvonAmd"
