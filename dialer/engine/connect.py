@@ -1,0 +1,136 @@
+"""Putting answered customers through to operators, within the connect budget.
+
+An answered customer joins the campaign's line and is offered at once: to the operator
+reserved for the call (progressive), else to the operator the routing policy picks among the
+free ones who have not already let this call ring out. A customer who has waited the whole
+connect budget is no longer offered; the call flow abandons them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from acd.board import OperatorBoard, OperatorView
+from acd.routing import RoutingPolicy, RoutingRequest
+from acd.states import OperatorState
+from dialer.engine.book import CallBook
+from dialer.engine.campaign import CampaignRules
+from dialer.engine.commands import Command, ConnectToOperator, ScreenPop, StartRecording
+from dialer.engine.records import call_published, operator_published
+from dialer.engine.session import CallSession, CallState, Trigger
+
+__all__ = ["HOLDING", "Connector"]
+
+HOLDING: Final = frozenset({OperatorState.RESERVED, OperatorState.RINGING})
+"""Operator states in which a call holds the operator without talking yet."""
+
+
+class Connector:
+    """Offers waiting customers to operators; never abandons (see `CallFlow`)."""
+
+    def __init__(
+        self,
+        *,
+        rules: Mapping[str, CampaignRules],
+        board: OperatorBoard,
+        router: RoutingPolicy,
+        book: CallBook,
+    ) -> None:
+        self._rules = rules
+        self._board = board
+        self._router = router
+        self._book = book
+
+    def holds(
+        self, operator_id: str, session: CallSession, states: frozenset[OperatorState]
+    ) -> bool:
+        """Whether the board has the operator in one of `states` for this call."""
+        view = self._board.get(operator_id)
+        return view.call_id == session.call_id and view.state in states
+
+    def overdue(self, session: CallSession, now: float) -> bool:
+        """Whether a waiting customer has used up the connect budget."""
+        budget = self._rules[session.campaign_id].connect_budget_s
+        return (
+            session.state is CallState.ANSWERED_WAITING
+            and session.answered_at is not None
+            and now - session.answered_at >= budget
+        )
+
+    def serve_waiting(self, now: float, out: list[Command]) -> None:
+        """Offer waiting answered calls, first come first served, to operators now free."""
+        for campaign_id in self._rules:
+            for session in self._book.waiting(campaign_id):
+                self.offer(session, now, out)
+
+    def next_deadline(self) -> float | None:
+        """The earliest time a waiting customer's connect budget runs out, if any waits."""
+        deadlines = [
+            session.answered_at + self._rules[campaign_id].connect_budget_s
+            for campaign_id in self._rules
+            for session in self._book.waiting(campaign_id)
+            if session.answered_at is not None
+        ]
+        return min(deadlines, default=None)
+
+    def offer(self, session: CallSession, now: float, out: list[Command]) -> bool:
+        """Put a waiting customer through to an operator if one may take them now."""
+        if session.state is not CallState.ANSWERED_WAITING or self.overdue(session, now):
+            return False
+        reserved = session.reserved_operator_id
+        if reserved is not None and self.holds(
+            reserved, session, frozenset({OperatorState.RESERVED})
+        ):
+            self._connect(session, self._board.get(reserved), now, out)
+            return True
+        lead = session.lead
+        request = RoutingRequest(
+            call_id=session.call_id,
+            campaign_id=session.campaign_id,
+            category=lead.category,
+            region=lead.region,
+            language=lead.language,
+            amount=lead.amount,
+        )
+        candidates = [
+            view
+            for view in self._board.free(session.campaign_id, lead.category)
+            if view.id not in session.operators_tried
+        ]
+        chosen = self._router.choose(request, candidates, now)
+        if chosen is None:
+            return False
+        self._board.reserve(chosen.id, session.call_id, now)
+        self._connect(session, chosen, now, out)
+        return True
+
+    def _connect(
+        self, session: CallSession, view: OperatorView, now: float, out: list[Command]
+    ) -> None:
+        rules = self._rules[session.campaign_id]
+        self._board.ringing(view.id, now)
+        session.apply(Trigger.OFFER, now, operator_id=view.id)
+        self._book.leave_line(session)
+        self._book.assign(session, view.id)
+        out.append(
+            ConnectToOperator(
+                call_id=session.call_id,
+                operator_id=view.id,
+                endpoint=view.profile.endpoint,
+                ring_timeout_s=rules.operator_ring_timeout_s,
+            )
+        )
+        out.append(
+            ScreenPop(
+                operator_id=view.id,
+                call_id=session.call_id,
+                order_id=session.lead.order_id,
+                campaign_id=session.campaign_id,
+            )
+        )
+        if rules.record and not session.recording:
+            session.recording = True
+            out.append(StartRecording(call_id=session.call_id, filename=f"{session.call_id}.wav"))
+        out.append(operator_published(self._board.get(view.id)))
+        out.append(call_published(session))
