@@ -306,40 +306,59 @@ _CLASSES: tuple[type[AmiEvent], ...] = (
 )
 
 
-_Table = dict[str, tuple[str, Callable[[str], Any]]]
+# header -> (attribute, converter or None for text as is); None: the header goes to `extra`
+_Slot = tuple[str, Callable[[str], Any] | None] | None
+_MEMO_LIMIT = 512  # header spellings remembered per class; junk headers beyond are looked up
 
 
-def _table(cls: type[AmiEvent]) -> _Table:
-    # keyed by the lower-case header, so that a header spelled differently still lands in
-    # its attribute
-    return {
-        f.metadata["ami"].lower(): (f.name, _int if f.default is None else str)
-        for f in fields(cls)
-        if "ami" in f.metadata
-    }
+class _Spec:
+    """How to build one event class from headers; remembers each spelling it has seen."""
+
+    __slots__ = ("by_lower", "cls", "known")
+
+    def __init__(self, cls: type[AmiEvent]) -> None:
+        self.cls = cls
+        self.by_lower: dict[str, _Slot] = {
+            f.metadata["ami"].lower(): (f.name, _int if f.default is None else None)
+            for f in fields(cls)
+            if "ami" in f.metadata
+        }
+        self.known: dict[str, _Slot] = {}
+
+    def slot(self, key: str) -> _Slot:
+        # headers come in Asterisk's own spelling nearly always: one dict lookup per header,
+        # and a different spelling of a known header still lands in its attribute
+        slot = self.by_lower.get(key.lower())
+        if len(self.known) < _MEMO_LIMIT:
+            self.known[key] = slot
+        return slot
 
 
-_TABLES: dict[str, tuple[type[AmiEvent], _Table]] = {
-    cls.__name__.lower(): (cls, _table(cls)) for cls in _CLASSES
-}
-_GENERIC = (GenericEvent, _table(GenericEvent))
+_SPECS: dict[str, _Spec] = {cls.__name__.lower(): _Spec(cls) for cls in _CLASSES}
+_GENERIC = _Spec(GenericEvent)
+_MISSING = ("", None)
 
 
 def parse_event(frame: Frame) -> AmiEvent:
     """Convert one frame into its typed event. Never raises."""
     pairs = frame.fields
     name = pairs[0][1] if pairs else ""
-    cls, table = _TABLES.get(name.lower(), _GENERIC)
+    spec = _SPECS.get(name.lower(), _GENERIC)
+    known = spec.known
     kwargs: dict[str, Any] = {}
     extra: dict[str, str] = {}
     try:
         for key, value in pairs[1:]:
-            slot = table.get(key.lower())
+            slot = known.get(key, _MISSING)
+            if slot is _MISSING:
+                slot = spec.slot(key)
             if slot is None or slot[0] in kwargs:
                 # a repeated header keeps its first value, like Frame.get()
-                extra.setdefault(key, value)
+                if key not in extra:
+                    extra[key] = value
             else:
-                kwargs[slot[0]] = slot[1](value)
-        return cls(name=name, extra=Headers(extra), **kwargs)
+                attr, conv = slot
+                kwargs[attr] = value if conv is None else conv(value)
+        return spec.cls(name=name, extra=Headers(extra), **kwargs)
     except Exception:  # a converter that was not total; the event must still get through
         return GenericEvent(name=name, extra=Headers(dict(pairs[1:])))
