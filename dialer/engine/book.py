@@ -99,12 +99,15 @@ class CallBook:
     # -- the line of answered calls waiting for an operator -----------------------------------
 
     def join_line(self, session: CallSession) -> None:
+        """Put an answered call at the end of its campaign's line (no-op if already in it)."""
         self._waiting.setdefault(session.campaign_id, {})[session.call_id] = None
 
     def leave_line(self, session: CallSession) -> None:
+        """Take the call out of its campaign's line, if it is in it."""
         self._waiting.get(session.campaign_id, {}).pop(session.call_id, None)
 
     def waiting(self, campaign_id: str) -> list[CallSession]:
+        """The campaign's line, first come first; a copy, safe to change the book while using."""
         line = self._waiting.get(campaign_id, {})
         return [self._calls[call_id] for call_id in line]
 

@@ -85,7 +85,6 @@ class CallFlow:
     ) -> None:
         self._rules = rules
         self._board = board
-        self._router = router
         self._book = book
         self._hoppers = hoppers
         self._pacers = pacers
