@@ -59,7 +59,8 @@ class AmiLink(AMIProtocol):  # type: ignore[misc]  # panoramisk ships no type in
     """One connection. Build it through ``loop.create_connection(lambda: AmiLink(...))``.
 
     `on_event` gets every event that is not part of an answer to a request (and every
-    OriginateResponse); `on_lost` is called exactly once, whoever closed the link.
+    OriginateResponse); `on_read` the number of events in each read that had some; `on_lost`
+    is called exactly once, whoever closed the link.
     """
 
     def __init__(
@@ -69,6 +70,7 @@ class AmiLink(AMIProtocol):  # type: ignore[misc]  # panoramisk ships no type in
         next_action_id: Callable[[], str],
         on_event: Callable[[AmiLink, AmiEvent], None],
         on_lost: Callable[[AmiLink, str], None],
+        on_read: Callable[[int], None] | None = None,
     ) -> None:
         super().__init__()
         self._loop = asyncio.get_running_loop()
@@ -76,6 +78,7 @@ class AmiLink(AMIProtocol):  # type: ignore[misc]  # panoramisk ships no type in
         self._next_id = next_action_id
         self._on_event = on_event
         self._on_lost = on_lost
+        self._on_read = on_read
         self._pending: dict[str, _Pending] = {}
         self.banner: asyncio.Future[str] = self._loop.create_future()
         self.last_rx = self._loop.time()
@@ -144,12 +147,15 @@ class AmiLink(AMIProtocol):  # type: ignore[misc]  # panoramisk ships no type in
         except Exception:  # an exception here would make asyncio close the transport
             log.exception("AMI bytes could not be parsed; the reader goes on")
             return
+        before = self.events_received
         for item in frames:
             try:
                 self._frame(item)
             except Exception:
                 self._unusable += 1
                 log.exception("AMI frame %r could not be handled; skipped", item)
+        if self._on_read is not None and self.events_received != before:
+            self._on_read(self.events_received - before)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.lost:
@@ -201,7 +207,8 @@ class AmiLink(AMIProtocol):  # type: ignore[misc]  # panoramisk ships no type in
 
     def _event(self, frame: Frame) -> None:
         ev = parse_event(frame)
-        action_id = frame.action_id
+        # from the typed event: a dict lookup, where Frame.action_id scans every header
+        action_id = getattr(ev, "action_id", None) or ev.extra.get("ActionID")
         pending = self._pending.get(action_id) if action_id else None
         if pending is not None and not pending.future.done():
             if pending.until_originate_response:
