@@ -1,0 +1,217 @@
+"""`AsteriskSim`: an AMI server on TCP that behaves like Asterisk 22 driving simulated calls.
+
+    sim = AsteriskSim(user="obzvon", secret="obzvon", model=CallModel(), time_scale=60, seed=1)
+    await sim.start(host="127.0.0.1", port=0)
+    sim.script_number("79001234561", NumberScript("busy"))
+    sim.add_operator("1001", OperatorScript(ring_s=2, talk_s=90))
+    ...
+    await sim.stop(keep_calls=True)   # drop every AMI connection; calls go on
+    await sim.start(port=sim.port)    # listen again: the same calls are still there
+    await sim.close()
+
+Several clients may be connected at once; each receives every event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType, TracebackType
+
+from pbx.protocol import Frame
+
+from .clock import SimClock
+from .connection import AmiSession
+from .model import CallModel, NumberScript, OperatorScript
+from .switch import Switch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SimStatistics:
+    """A snapshot: AMI connections open, live channels and bridges, Originates received and
+    their outcomes (``answer``, ``busy``, ``no_answer``, ``congestion``, ``fail``,
+    ``cancelled``)."""
+
+    listening: bool
+    connections: int
+    live_channels: int
+    bridges: int
+    calls_originated: int
+    outcomes: Mapping[str, int] = field(default_factory=dict)
+
+
+class AsteriskSim:
+    """A stand-in for Asterisk 22 on the AMI socket (see the module docstring).
+
+    `time_scale` is simulated seconds per real second: every ring, talk and wait in the sim
+    divides by it. `seed` makes the call model's draws reproducible (None: a random seed,
+    readable as `seed`). `login_failure_delay` is in real seconds.
+    """
+
+    def __init__(
+        self,
+        *,
+        user: str = "obzvon",
+        secret: str = "obzvon",
+        model: CallModel | None = None,
+        time_scale: float = 1.0,
+        seed: int | None = None,
+        login_failure_delay: float = 1.0,
+    ) -> None:
+        self.user = user
+        self.secret = secret
+        self.model = model if model is not None else CallModel()
+        self.clock = SimClock(time_scale)
+        self.seed = seed if seed is not None else random.SystemRandom().randrange(1 << 31)
+        self.login_failure_delay = login_failure_delay
+        self.switch = Switch(
+            clock=self.clock, model=self.model, seed=self.seed, emit=self._broadcast
+        )
+        self.host = "127.0.0.1"
+        self._port = 0
+        self._server: asyncio.Server | None = None
+        self._sessions: dict[AmiSession, asyncio.Task[None]] = {}
+
+    @property
+    def time_scale(self) -> float:
+        return self.clock.time_scale
+
+    @property
+    def port(self) -> int:
+        """The port listened on (the one chosen by the system after ``start(port=0)``)."""
+        return self._port
+
+    # -- configuration ----------------------------------------------------------------------
+
+    def script_number(self, number: str, script: NumberScript) -> None:
+        """Every later call to `number` (``Local/<number>@sim-customer`` or
+        ``PJSIP/<number>@<trunk>``) follows `script`."""
+        self.switch.scripts[number] = script
+
+    def add_operator(self, endpoint: str, script: OperatorScript | None = None) -> None:
+        """An operator's softphone at ``PJSIP/<endpoint>``; adding it again replaces its script
+        (e.g. to unregister it)."""
+        self.switch.operators[endpoint] = script if script is not None else OperatorScript()
+
+    # -- lifetime ------------------------------------------------------------------------------
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Listen for AMI clients on `host`:`port`."""
+        if self._server is not None:
+            raise RuntimeError("the simulator is already listening")
+        self._server = await asyncio.start_server(self._on_client, host, port)
+        self.host = host
+        self._port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self, *, keep_calls: bool = True) -> None:
+        """Stop listening and close every AMI connection; calls go on unless `keep_calls` is
+        false (then they vanish without events: no one is connected to hear them)."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        sessions = list(self._sessions.items())
+        for session, task in sessions:
+            session.close()
+            task.cancel()
+        await asyncio.gather(*(task for _, task in sessions), return_exceptions=True)
+        if server is not None:
+            await server.wait_closed()
+        if not keep_calls:
+            await self.switch.close()
+
+    async def close(self) -> None:
+        """Stop everything. Raises if a simulator task failed while running."""
+        await self.stop(keep_calls=False)
+        errors, self.switch.errors = self.switch.errors, []
+        if errors:
+            raise ExceptionGroup(
+                "simulator tasks failed", [e for e in errors if isinstance(e, Exception)]
+            )
+
+    async def __aenter__(self) -> AsteriskSim:
+        if self._server is None:
+            await self.start(self.host, self._port)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def statistics(self) -> SimStatistics:
+        channels = list(self.switch.channels.values())
+        bridges = {id(c.bridge) for c in channels if c.bridge is not None}
+        return SimStatistics(
+            listening=self._server is not None,
+            connections=len(self._sessions),
+            live_channels=len(channels),
+            bridges=len(bridges),
+            calls_originated=self.switch.originated,
+            outcomes=MappingProxyType(dict(self.switch.outcomes)),
+        )
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _uptime(self) -> int:
+        return int(self.clock.now())
+
+    def _broadcast(self, frame: Frame) -> None:
+        data = frame.encode()
+        for session in list(self._sessions):
+            session.deliver(frame, data)
+
+    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        session = AmiSession(
+            reader,
+            writer,
+            switch=self.switch,
+            user=self.user,
+            secret=self.secret,
+            login_failure_delay=self.login_failure_delay,
+            uptime=self._uptime,
+        )
+        task = asyncio.current_task()
+        assert task is not None
+        self._sessions[session] = task
+        try:
+            await session.serve()
+        except asyncio.CancelledError:
+            # `stop()` ends sessions by cancelling them; this is the top of the session's task,
+            # and asyncio's stream server would log a cancelled connection task as an error
+            pass
+        finally:
+            self._sessions.pop(session, None)
+            session.close()
+
+
+async def serve_forever(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 5038,
+    user: str = "obzvon",
+    secret: str = "obzvon",
+    time_scale: float = 1.0,
+    seed: int | None = None,
+    model: CallModel | None = None,
+) -> None:
+    """Run a simulator until cancelled (the ``obzvon sim`` command)."""
+    sim = AsteriskSim(user=user, secret=secret, model=model, time_scale=time_scale, seed=seed)
+    await sim.start(host=host, port=port)
+    print(
+        f"AMI simulator listening on {host}:{sim.port}"
+        f" (time scale {time_scale:g}, seed {sim.seed})",
+        file=sys.stderr,
+    )
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await sim.close()
