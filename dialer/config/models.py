@@ -206,7 +206,7 @@ class CampaignSettings(_Table):
     """
 
     id: Slug
-    name: str
+    name: str = ""  # the id when not given
     line: Line = "confirmation"
     pacing: Pacing = "predictive"
     abandon_target: Annotated[float, value_range(0, 0.05)] = 0.03
@@ -253,10 +253,10 @@ class OperatorSettings(_Table):
     """
 
     id: OperatorId
-    name: str
+    name: str = ""  # the id when not given
     endpoint: Annotated[
         str, pattern(r"[A-Za-z0-9]+/[^\s,|&]+", "must look like TECH/resource, e.g. PJSIP/1001")
-    ]
+    ] = ""  # PJSIP/<id> when not given
     token: SecretStr | None = None
     role: Role = "operator"
     campaigns: tuple[Slug, ...] = ()
