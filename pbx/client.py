@@ -324,7 +324,8 @@ class AmiClient:
             self._put(ev)
         self._held = []
         self._watchdog = self._tasks.create_task(
-            self._watch(link), name=f"ami-watchdog {self._host}:{self._port}"
+            link.watch(self._ping_interval, ping_id=f"{self._prefix}-ping"),
+            name=f"ami-watchdog {self._host}:{self._port}",
         )
 
     async def _supervise(self) -> None:
@@ -357,27 +358,6 @@ class AmiClient:
             log.info("AMI link restored; %d channels alive", len(channels))
             self._install(link, restored=LinkRestored(channels=channels))
             return
-
-    async def _watch(self, link: AmiLink) -> None:
-        """Ping every interval; a link silent for three intervals is declared dead."""
-        loop = asyncio.get_running_loop()
-        interval = self._ping_interval
-        next_ping = loop.time() + interval
-        while not link.lost:
-            now = loop.time()
-            silent = now - link.last_rx
-            if silent >= 3 * interval:
-                log.warning("AMI link silent for %.1f s; declaring it dead", silent)
-                link.drop(f"no data from Asterisk for {silent:.1f} s", abort=True)
-                return
-            if now >= next_ping:
-                next_ping = now + interval
-                try:
-                    # nobody waits for the Pong: any byte received proves the link alive
-                    link.write(b"Action: Ping\r\nActionID: " + self._prefix.encode() + b"\r\n\r\n")
-                except AmiConnectionError:
-                    return
-            await asyncio.sleep(min(next_ping, link.last_rx + 3 * interval) - now)
 
     # -- callbacks from the link: synchronous, inside asyncio's reader ------------------
 

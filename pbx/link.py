@@ -80,6 +80,8 @@ class AmiLink(AMIProtocol):  # type: ignore[misc]  # panoramisk ships no type in
         self._on_lost = on_lost
         self._on_read = on_read
         self._pending: dict[str, _Pending] = {}
+        # None until connected (a TLS handshake may fail before that)
+        self._transport: asyncio.Transport | None = None
         self.banner: asyncio.Future[str] = self._loop.create_future()
         self.last_rx = self._loop.time()
         self.lost = False
@@ -118,26 +120,51 @@ class AmiLink(AMIProtocol):  # type: ignore[misc]  # panoramisk ships no type in
             self._pending.pop(action_id, None)
 
     def write(self, data: bytes) -> None:
-        if self.lost or self.transport.is_closing():
+        transport = self._transport
+        if self.lost or transport is None or transport.is_closing():
             raise AmiConnectionError("the AMI link is closed")
         try:
-            self.transport.write(data)
+            transport.write(data)
         except (OSError, RuntimeError) as exc:
             raise AmiConnectionError(f"AMI write failed: {exc}") from exc
 
     def drop(self, reason: str, *, abort: bool = False) -> None:
         """Close now and report the loss at once, without waiting for asyncio's callback."""
         self.reason = self.reason or reason
-        if abort:
-            self.transport.abort()
-        else:
-            self.close()
+        if self._transport is not None:
+            if abort:
+                self._transport.abort()
+            else:
+                self.close()
         self.connection_lost(None)
+
+    async def watch(self, interval: float, *, ping_id: str) -> None:
+        """Ping every `interval` s; after three intervals without a byte from Asterisk, drop
+        the link (the owner learns it through `on_lost`). Returns when the link is lost."""
+        ping = encode((("Action", "Ping"), ("ActionID", ping_id)))
+        next_ping = self._loop.time() + interval
+        while not self.lost:
+            now = self._loop.time()
+            silent = now - self.last_rx
+            if silent >= 3 * interval:
+                log.warning("AMI link silent for %.1f s; declaring it dead", silent)
+                self.drop(f"no data from Asterisk for {silent:.1f} s", abort=True)
+                return
+            if now >= next_ping:
+                next_ping = now + interval
+                try:
+                    # nobody waits for the Pong: any byte received proves the link alive
+                    self.write(ping)
+                except AmiConnectionError:
+                    return
+            await asyncio.sleep(min(next_ping, self.last_rx + 3 * interval) - now)
 
     # -- asyncio.Protocol ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
         self.last_rx = self._loop.time()
 
     def data_received(self, data: bytes) -> None:
