@@ -102,9 +102,12 @@ class AsteriskSim:
     # -- lifetime ------------------------------------------------------------------------------
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        """Listen for AMI clients on `host`:`port`."""
+        """Listen for AMI clients on `host`:`port`. Already listening there (or anywhere, for
+        ``port=0``) it does nothing, so ``async with`` followed by ``start()`` is fine."""
         if self._server is not None:
-            raise RuntimeError("the simulator is already listening")
+            if host == self.host and port in (0, self._port):
+                return
+            raise RuntimeError(f"the simulator is already listening on {self.host}:{self._port}")
         self._server = await asyncio.start_server(self._on_client, host, port)
         self.host = host
         self._port = self._server.sockets[0].getsockname()[1]
@@ -135,6 +138,7 @@ class AsteriskSim:
             )
 
     async def __aenter__(self) -> AsteriskSim:
+        """Starts listening (on `host`, an ephemeral port) unless already listening."""
         if self._server is None:
             await self.start(self.host, self._port)
         return self
