@@ -348,11 +348,11 @@ async def test_silent_server_is_declared_dead_within_three_ping_intervals_and_cl
 
 
 async def test_pings_keep_a_quiet_link_alive(server: ScriptedAmi) -> None:
-    interval = 0.05
+    interval = 0.1
     async with client(server, ping_interval=interval) as ami:
-        await asyncio.sleep(interval * 10)
+        await asyncio.sleep(interval * 6)
         assert ami.statistics().connected and ami.statistics().reconnects == 0
-    assert server.connections == 1 and len(server.actions("Ping")) >= 5
+    assert server.connections == 1 and len(server.actions("Ping")) >= 4
 
 
 # -- trap: actions in flight at a disconnect may never resolve -----------------------------
