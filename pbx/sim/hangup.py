@@ -49,6 +49,9 @@ def hangup(sw: Switch, ch: Channel, cause: int = 16, how: How = "soft") -> None:
         sw.emit(frames.hangup_request(peer, cause))
         sw.emit(frames.soft_hangup_request(peer, 16))
         stop(sw, peer)
+        bridge = sw.leave(ch)  # only a Bridge action puts a far half into a bridge
+        if bridge is not None:
+            kick(sw, bridge, cause)
         finish(sw, ch, cause)
         finish(sw, peer, cause)
     elif ch.half == 2:
