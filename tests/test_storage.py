@@ -6,7 +6,6 @@ schema of its own.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -30,11 +29,16 @@ from dialer.storage import (
     OrderExists,
     repo,
 )
-from dialer.storage.migrate import current_async, head, upgrade_async
+from dialer.storage.migrate import current, current_async, head, upgrade_async
 from dialer.storage.models import (
+    AuditEntry,
     Base,
     CallAttempt,
+    CampaignSetting,
     Disposition,
+    Operator,
+    OperatorPerformance,
+    OperatorSkill,
     Order,
     OrderStatus,
     OutboxEntry,
@@ -85,7 +89,7 @@ def test_db_upgrade_command_migrates_the_database_named_by_url(db_url: str) -> N
     result = CliRunner().invoke(main, ["db", "upgrade", "--url", db_url])
 
     assert result.exit_code == 0, result.output
-    assert asyncio.run(current_async(db_url)) == head()
+    assert current(db_url) == head()
 
 
 async def test_models_and_migrations_agree(db_url: str) -> None:
@@ -99,7 +103,7 @@ async def test_models_and_migrations_agree(db_url: str) -> None:
         assert await migration_diff(db, extra) != []
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 async def test_sqlite_runs_with_write_ahead_logging_and_foreign_keys(database: Database) -> None:
     async with database.session() as s:
         assert (await s.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
@@ -114,6 +118,8 @@ async def test_an_unreachable_database_is_reported(tmp_path: Any) -> None:
         with pytest.raises(DatabaseUnavailable):
             async with Database(url):
                 pass
+        with pytest.raises(DatabaseUnavailable):
+            await upgrade_async(url)
 
 
 # --- round trips -------------------------------------------------------------------------
@@ -151,6 +157,72 @@ async def test_an_order_round_trips_with_aware_utc_times_and_exact_amounts(
             True,
             False,
         )
+
+
+async def test_operators_campaign_settings_performance_and_audit_round_trip(
+    database: Database,
+) -> None:
+    async with database.session() as s:
+        s.add_all(
+            [
+                Operator(
+                    id="1001",
+                    name="Anna",
+                    endpoint="PJSIP/1001",
+                    categories_only=["cosmetics"],
+                    updated_at=T0,
+                    skills=[
+                        OperatorSkill(kind="category", value="cosmetics", level=9),
+                        OperatorSkill(kind="language", value="ru"),
+                    ],
+                ),
+                CampaignSetting(
+                    id="confirm", settings={"pacing": "progressive"}, paused=True, updated_at=T0
+                ),
+                OperatorPerformance(
+                    operator_id="1001",
+                    category="cosmetics",
+                    successes=3.5,
+                    trials=5.25,
+                    updated_at=T0,
+                ),
+                AuditEntry(at=T0, who="2001", action="pause", details={"campaign": "confirm"}),
+            ]
+        )
+
+    async with database.session() as s:
+        operator = await s.get(Operator, "1001")
+        assert operator is not None
+        assert sorted((k.kind, k.value, k.level) for k in operator.skills) == [
+            ("category", "cosmetics", 9),
+            ("language", "ru", 1),
+        ]
+        assert operator.categories_only == ["cosmetics"]
+        campaign = await s.get(CampaignSetting, "confirm")
+        assert campaign is not None and (campaign.settings, campaign.paused) == (
+            {"pacing": "progressive"},
+            True,
+        )
+        performance = await s.get(OperatorPerformance, ("1001", "cosmetics", ""))
+        assert performance is not None and (performance.successes, performance.trials) == (
+            3.5,
+            5.25,
+        )
+        audit = (await s.scalars(select(AuditEntry))).one()
+        assert (audit.at, audit.who, audit.details) == (T0, "2001", {"campaign": "confirm"})
+        await s.delete(operator)
+
+    async with database.session() as s:
+        # Skills go with their operator.
+        assert await s.scalar(select(func.count()).select_from(OperatorSkill)) == 0
+
+
+async def test_skill_levels_outside_1_to_10_are_refused(database: Database) -> None:
+    with pytest.raises(IntegrityError):
+        async with database.session() as s:
+            s.add(Operator(id="1", name="x", endpoint="PJSIP/1", updated_at=T0))
+            await s.flush()
+            s.add(OperatorSkill(operator_id="1", kind="category", value="tea", level=11))
 
 
 async def test_naive_datetimes_are_refused(database: Database) -> None:
@@ -489,7 +561,7 @@ async def test_due_orders_puts_fresh_orders_first_then_the_longest_overdue(
     assert locked in [o.id for o in with_locked]
 
 
-@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+@pytest.mark.parametrize("database", ["postgres"], indirect=True)
 async def test_due_orders_on_postgresql_skips_orders_another_dialer_holds(
     database: Database,
 ) -> None:

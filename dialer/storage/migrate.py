@@ -2,12 +2,15 @@
 
 `upgrade(url)` brings an empty or older database up to the newest schema and does nothing on
 an up-to-date one. The synchronous functions run their own event loop, so call them from
-plain code (the CLI); inside a running loop use the ``*_async`` versions.
+plain code (the CLI); inside a running loop use the ``*_async`` versions. A database that
+cannot be reached raises `DatabaseUnavailable`.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from alembic import command
@@ -15,8 +18,11 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dialer.storage.db import make_engine
+from dialer.storage.errors import DatabaseUnavailable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -50,22 +56,31 @@ def current(url: str) -> str | None:
 
 async def upgrade_async(url: str, revision: str = "head") -> None:
     """`upgrade` for code that runs inside an event loop."""
-    engine = make_engine(url)
-    try:
-        async with engine.begin() as connection:
-            await connection.run_sync(_upgrade, alembic_config(url), revision)
-    finally:
-        await engine.dispose()
+    async with _connected(url) as connection, connection.begin():
+        await connection.run_sync(_upgrade, alembic_config(url), revision)
 
 
 async def current_async(url: str) -> str | None:
     """`current` for code that runs inside an event loop."""
+    async with _connected(url) as connection:
+        return await connection.run_sync(
+            lambda sync: MigrationContext.configure(sync).get_current_revision()
+        )
+
+
+@asynccontextmanager
+async def _connected(url: str) -> AsyncIterator[AsyncConnection]:
     engine = make_engine(url)
     try:
-        async with engine.connect() as connection:
-            return await connection.run_sync(
-                lambda sync: MigrationContext.configure(sync).get_current_revision()
-            )
+        connection = engine.connect()
+        try:
+            await connection.start()
+        except (OSError, SQLAlchemyError) as exc:
+            raise DatabaseUnavailable(f"cannot use the database: {exc}") from exc
+        try:
+            yield connection
+        finally:
+            await connection.close()
     finally:
         await engine.dispose()
 
