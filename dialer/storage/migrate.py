@@ -4,6 +4,10 @@
 an up-to-date one. The synchronous functions run their own event loop, so call them from
 plain code (the CLI); inside a running loop use the ``*_async`` versions. A database that
 cannot be reached raises `DatabaseUnavailable`.
+
+A schema change is a new file in ``migrations/versions``; alembic's own commands take
+`alembic_config(url)`, e.g. ``command.revision(alembic_config(url), "add x",
+autogenerate=True)`` against an up-to-date database drafts one from the models.
 """
 
 from __future__ import annotations

@@ -64,6 +64,8 @@ Money = Numeric(12, 2)
 
 
 class Base(DeclarativeBase):
+    """The base of every obzvon table; `Base.metadata` is what the migrations must match."""
+
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {  # noqa: RUF012 - SQLAlchemy reads this class attribute as is
         datetime: UtcDateTime(),
