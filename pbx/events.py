@@ -38,6 +38,13 @@ class Headers(Mapping[str, str]):
     def __len__(self) -> int:
         return len(self._data)
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def get(self, key: str, default: Any = None) -> Any:
+        # Mapping.get goes through __getitem__ and KeyError: this runs once per event
+        return self._data.get(key, default)
+
     def __hash__(self) -> int:
         return hash(tuple(self._data.items()))
 
