@@ -87,7 +87,7 @@ class AmiSession:
     # -- the connection --------------------------------------------------------------------
 
     def _write(self, data: bytes) -> None:
-        if self._closed:
+        if self._closed or self._writer.transport.is_closing():
             return
         self._writer.write(data)
         if self._writer.transport.get_write_buffer_size() > MAX_BACKLOG:
@@ -133,7 +133,13 @@ class AmiSession:
         if not self.authenticated:
             self.send(frames.response("Error", frame.action_id, [("Message", "Permission denied")]))
             return True
-        await dispatch(self, frame)
+        try:
+            await dispatch(self, frame)
+        except Exception as exc:
+            # a bug in the simulator: keep serving, and make `AsteriskSim.close()` raise it
+            log.exception("simulator failed on %s", frame.name)
+            self.switch.errors.append(exc)
+            self.send(frames.response("Error", frame.action_id, [("Message", "Internal error")]))
         return True
 
     async def _login(self, frame: Frame) -> bool:

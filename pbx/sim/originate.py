@@ -230,9 +230,15 @@ def _answered(sw: Switch, leg: Leg, req: OriginateRequest, respond: _Report) -> 
         sw.set_state(chan, UP)
         sw.emit(frames.dial_end(None, chan, "ANSWER"))
         chan.on_hangup.clear()
-        _enter_dialplan(sw, chan, req)
-        sw.device_state(chan, "INUSE")
-        respond(ANSWERED, chan)
+        if req.application or dialplan.exists(req.context, req.exten):
+            _enter_dialplan(sw, chan, req)
+            sw.device_state(chan, "INUSE")
+            respond(ANSWERED, chan)
+        else:
+            # nowhere to go: answered all the same, then hung up by the dialplan
+            sw.device_state(chan, "INUSE")
+            respond(ANSWERED, chan)
+            _enter_dialplan(sw, chan, req)
         if not chan.hanging:
             start_far_end(sw, leg)
 
