@@ -2,7 +2,8 @@
 
 - `db`: `Database`, the connection and its transactional sessions;
 - `models`: the tables; `migrate`: creating and upgrading the schema (alembic);
-- `repo`: the queries the daemon runs (orders, call attempts, outcomes, the CRM outbox);
+- `repo`: the queries the daemon runs (orders, call attempts), re-exporting those of
+  `outcomes` (operators' outcomes) and `outbox` (messages for the CRM);
 - `errors`: the package's one exception tree.
 """
 
