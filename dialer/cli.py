@@ -92,3 +92,57 @@ def sim_cmd(listen: str, user: str, secret: str, time_scale: float, seed: int | 
         )
     except KeyboardInterrupt:
         pass
+
+
+@main.command("run")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
+def run_cmd(config_path: Path | None) -> None:
+    """Run the dialer daemon (SIGTERM drains: no new calls, live calls finish)."""
+    import asyncio
+    import logging
+
+    from dialer.app import run_daemon
+    from dialer.config import ConfigError, load_settings
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        settings = load_settings(config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            err.print(f"[red]✗[/red] {problem}", highlight=False)
+        sys.exit(2)
+    asyncio.run(run_daemon(settings))
+
+
+@main.command("demo")
+@click.option("--for", "seconds", type=float, default=None, help="Run this many wall seconds.")
+@click.option("--json", "as_json", is_flag=True, help="Headless; print a JSON summary last.")
+@click.option("--http", default="127.0.0.1:8080", show_default=True, help="HOST:PORT to serve.")
+@click.option("--time-scale", default=20.0, show_default=True, help="Simulated s per wall s.")
+@click.option("--operators", default=12, show_default=True)
+@click.option("--orders-per-day", default=1140.0, show_default=True)
+@click.option("--seed", default=1, show_default=True)
+def demo_cmd(
+    seconds: float | None,
+    as_json: bool,
+    http: str,
+    time_scale: float,
+    operators: int,
+    orders_per_day: float,
+    seed: int,
+) -> None:
+    """The whole loop on embedded defaults: SQLite, the simulator, simulated shop and operators."""
+    from dialer.demo import main as demo_main
+
+    _host_port(http, option="--http")
+    demo_main(
+        seconds=seconds,
+        as_json=as_json,
+        http=http,
+        scale=time_scale,
+        operators=operators,
+        per_day=orders_per_day,
+        seed=seed,
+    )

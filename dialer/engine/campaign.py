@@ -131,8 +131,9 @@ class CampaignRules:
         if not self.id:
             raise InvalidRules("a campaign needs an id")
         object.__setattr__(self, "line", Line(self.line))
-        if not 0.0 < self.abandon_target < 1.0:
-            raise InvalidRules(f"abandon_target must be in (0, 1), got {self.abandon_target}")
+        # 0 is allowed: it means "never abandon", i.e. progressive dialing only
+        if not 0.0 <= self.abandon_target < 1.0:
+            raise InvalidRules(f"abandon_target must be in [0, 1), got {self.abandon_target}")
         if not 0.0 < self.connect_budget_s <= 2.0:
             raise InvalidRules(
                 f"connect_budget_s must be in (0, 2] seconds, got {self.connect_budget_s}"

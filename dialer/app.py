@@ -1,0 +1,244 @@
+"""The composition root: settings in, a running daemon out. Wiring happens here and only here.
+
+`open_runtime()` builds every object from `Settings` by keyword arguments (database, bus,
+board, engine, AMI client, daemon, HTTP app) and tears them down in reverse. `run_daemon()` is
+what `obzvon run` executes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import time
+
+import uvicorn
+
+from acd.board import OperatorBoard, OperatorProfile
+from acd.routing import LongestIdle
+from dialer.bus import EventBus, MqttForwarder
+from dialer.clock import Clock, LiveClock
+from dialer.config import CampaignSettings, OperatorSettings, Settings
+from dialer.control import DaemonControl
+from dialer.daemon import Daemon
+from dialer.engine import events as ev
+from dialer.engine.campaign import CallingWindow, CampaignRules
+from dialer.engine.engine import DialerEngine
+from dialer.http.app import create_app
+from dialer.http.schemas import Principal
+from dialer.metrics import SnapshotCollector, make_registry
+from dialer.storage.db import Database
+from dialer.storage.migrate import upgrade_async
+from dialer.store import Store
+from dialer.telephony import AmiTranslator, DialSettings
+from pbx.channels import ChannelTracker
+from pbx.client import AmiClient
+
+log = logging.getLogger(__name__)
+
+
+def _time(minute: int) -> time:
+    return time(0, 0) if minute >= 24 * 60 else time(minute // 60, minute % 60)
+
+
+def campaign_rules(c: CampaignSettings) -> CampaignRules:
+    """The engine's rules for a configured campaign."""
+    window = CallingWindow(
+        start=_time(c.calling_window.start_minute), end=_time(c.calling_window.end_minute)
+    )
+    return CampaignRules(
+        id=c.id,
+        line=c.line,
+        pacing=c.pacing,
+        abandon_target=c.abandon_target,
+        calling_window=window,
+        record=c.record,
+        wrapup_s=c.wrapup_s,
+        connect_budget_s=c.connect_budget_s,
+        ring_timeout_s=c.ring_timeout_s,
+        amd=c.amd,
+        max_attempts=c.max_attempts,
+        max_attempts_per_day=c.max_attempts_per_day,
+        retry_plan={
+            "busy": c.retry.busy,
+            "no_answer": c.retry.no_answer,
+            "congestion": c.retry.congestion,
+            "machine": c.retry.machine,
+            "failed": c.retry.failed,
+        },
+        shop_name=c.shop_name or c.name,
+        caller_id=c.caller_id or "",
+    )
+
+
+def operator_profile(o: OperatorSettings, campaigns: Sequence[CampaignSettings]) -> OperatorProfile:
+    """An operator's profile: their campaigns are those they name, those that name them, or
+    (when neither says) every campaign."""
+    mine = set(o.campaigns) | {c.id for c in campaigns if o.id in c.operators}
+    if not mine:
+        mine = {c.id for c in campaigns if not c.operators}
+    wrapup = o.wrapup_s if o.wrapup_s is not None else min(c.wrapup_s for c in campaigns)
+    return OperatorProfile(
+        id=o.id,
+        endpoint=o.endpoint,
+        campaigns=frozenset(mine),
+        skills=dict(o.skills),
+        regions=frozenset(o.regions),
+        languages=frozenset(o.languages),
+        categories_only=frozenset(o.categories_only) if o.categories_only is not None else None,
+        supervisor=o.role != "operator",
+        wrapup_s=wrapup,
+    )
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    clock: Clock
+    db: Database
+    bus: EventBus
+    board: OperatorBoard
+    engine: DialerEngine
+    store: Store
+    daemon: Daemon
+    control: DaemonControl
+    ami: AmiClient
+    http: uvicorn.Server
+
+
+def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    server = settings.ami[0]
+    if not server.tls:
+        return None
+    return ssl.create_default_context(cafile=str(server.tls_ca) if server.tls_ca else None)
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    migrate: bool = True,
+    ami_port: int | None = None,
+    tick_s: float = 1.0,
+    on_command: Callable[[object], None] | None = None,
+    dial: DialSettings | None = None,
+) -> AsyncIterator[Runtime]:
+    """Everything built and connected (database migrated, AMI logged in); not yet running."""
+    clock = clock or LiveClock()
+    if migrate:
+        await upgrade_async(settings.database.url)
+    server = settings.ami[0]
+    async with AsyncExitStack() as stack:
+        db = await stack.enter_async_context(Database(settings.database.url))
+        bus = EventBus()
+        board = OperatorBoard()
+        now = clock.now()
+        for o in settings.operators:
+            board.add(operator_profile(o, settings.campaigns), now)
+        engine = DialerEngine(
+            campaigns=[campaign_rules(c) for c in settings.campaigns],
+            board=board,
+            router=LongestIdle(),
+            id_factory=lambda: str(uuid.uuid4()),
+        )
+        store = Store(db, now=clock.now, ami_server=server.name)
+        for lead in await store.pending_leads([c.id for c in settings.campaigns]):
+            engine.handle(ev.OrderArrived(lead=lead, now=now))
+        ami = await stack.enter_async_context(
+            AmiClient(
+                host=server.host,
+                port=ami_port or server.port,
+                username=server.username,
+                secret=server.secret.get_secret_value(),
+                ssl=_ssl_context(settings),
+            )
+        )
+        tracker = ChannelTracker()
+        translator = AmiTranslator(
+            tracker=tracker, operators={o.endpoint: o.id for o in settings.operators}
+        )
+        daemon = Daemon(
+            engine=engine,
+            ami_client=ami,
+            translator=translator,
+            store=store,
+            bus=bus,
+            clock=clock,
+            dial=dial or DialSettings(),
+            tick_s=tick_s,
+            on_command=on_command,  # type: ignore[arg-type]
+        )
+        tokens = {
+            o.token.get_secret_value(): Principal(id=o.id, role=o.role)
+            for o in settings.operators
+            if o.token is not None
+        }
+        control = DaemonControl(
+            engine=engine,
+            board=board,
+            submit=daemon.submit,
+            now=clock.now,
+            tokens=tokens,
+            order_card=store.order_card,
+        )
+        _, render = make_registry(
+            SnapshotCollector(engine=engine, board=board, now=clock.now, ami=ami)
+        )
+        app = create_app(control, metrics=render)
+        http = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=settings.http.host,
+                port=settings.http.port,
+                log_level="warning",
+                lifespan="off",
+            )
+        )
+        http.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        yield Runtime(
+            settings=settings,
+            clock=clock,
+            db=db,
+            bus=bus,
+            board=board,
+            engine=engine,
+            store=store,
+            daemon=daemon,
+            control=control,
+            ami=ami,
+            http=http,
+        )
+
+
+def background_jobs(rt: Runtime) -> list[Callable[[], Awaitable[None]]]:
+    """The HTTP server and, when configured, the MQTT forwarder."""
+    jobs: list[Callable[[], Awaitable[None]]] = [rt.http.serve]
+    if rt.settings.mqtt is not None:
+        m = rt.settings.mqtt
+        forwarder = MqttForwarder(
+            rt.bus,
+            host=m.host,
+            port=m.port,
+            username=m.username,
+            password=m.password.get_secret_value() if m.password else None,
+            prefix=m.topic_prefix,
+        )
+        jobs.append(forwarder.run)
+    return jobs
+
+
+async def run_daemon(settings: Settings) -> None:
+    """`obzvon run`: serve until SIGTERM or SIGINT, then drain (live calls finish)."""
+    async with open_runtime(settings) as rt:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, rt.daemon.drain)
+        log.info("obzvon running; HTTP on %s", settings.http.listen)
+        await rt.daemon.run(extra=background_jobs(rt))
+        rt.http.should_exit = True

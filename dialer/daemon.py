@@ -1,0 +1,314 @@
+"""The daemon: a thin asyncio driver around the sans-I/O engine.
+
+Inputs become engine events on one bounded inbox; a single task feeds them to the engine in
+order and carries out the commands it returns:
+
+- AMI events (through `AmiTranslator`), ticks of the clock, operator requests over HTTP, new
+  orders from intake → engine events;
+- engine commands → AMI actions (each in its own task of the ``ami-actions`` group, so a slow
+  Asterisk never stalls the engine), database writes (in order, by one writer task), live events
+  on the bus.
+
+An Originate is carried out only after its attempt row (with the ChannelId) is stored: after a
+crash every call placed can be found again, and the database's one-live-attempt-per-order index
+makes a second live attempt impossible. Every task lives in a named TaskGroup. `drain()` (on
+SIGTERM) stops new calls, lets live calls finish and then stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from dialer.bus import EventBus
+from dialer.clock import Clock
+from dialer.engine import commands as cmd
+from dialer.engine import events as ev
+from dialer.telephony import AmiTranslator, DialSettings, endpoint_exten, originate_action
+from pbx import commands as ami
+from pbx import dialplan
+from pbx.client import AmiClient
+from pbx.errors import PbxError
+
+log = logging.getLogger(__name__)
+
+INBOX_SIZE = 10_000
+
+
+def mask_phone(phone: str) -> str:
+    """``+79001234567`` → ``+7900***4567``: enough to tell calls apart in a log, no more."""
+    return phone[:5] + "***" + phone[-4:] if len(phone) > 9 else "***"
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonStatistics:
+    inbox: int
+    events_handled: int
+    commands_run: int
+    ami_errors: int
+    draining: bool
+
+
+class Daemon:
+    """Runs the engine against one AMI connection until drained or cancelled.
+
+    `store` persists what the engine decides (`Store` in `dialer.store`); `on_command` lets a
+    caller observe every command (the demo's live view does).
+    """
+
+    def __init__(
+        self,
+        *,
+        engine: object,
+        ami_client: AmiClient,
+        translator: AmiTranslator,
+        store: object,
+        bus: EventBus,
+        clock: Clock,
+        dial: DialSettings,
+        tick_s: float = 1.0,
+        endpoints: dict[str, str] | None = None,
+        on_command: Callable[[cmd.Command], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.ami = ami_client
+        self.translator = translator
+        self.store = store
+        self.bus = bus
+        self.clock = clock
+        self.dial = dial
+        self.tick_s = tick_s
+        self.endpoints = endpoints or {}  # operator id → endpoint
+        self._on_command = on_command
+        self._inbox: asyncio.Queue[tuple[ev.Event, asyncio.Future[None] | None]] = asyncio.Queue(
+            INBOX_SIZE
+        )
+        self._writes: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue(INBOX_SIZE)
+        self._actions: asyncio.TaskGroup | None = None
+        self._draining = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._handled = self._run = self._ami_errors = 0
+
+    # -- inputs -----------------------------------------------------------------------------
+
+    async def submit(self, event: ev.Event) -> None:
+        """Feed `event` to the engine and wait until it has been handled (commands issued).
+
+        Raises whatever the engine raised for it (e.g. an illegal operator transition).
+        """
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self._inbox.put((event, done))
+        await done
+
+    def submit_nowait(self, event: ev.Event) -> None:
+        self._inbox.put_nowait((event, None))
+
+    def drain(self) -> None:
+        """Stop placing calls; stop once live calls are over."""
+        if not self._draining.is_set():
+            self._draining.set()
+            self.submit_nowait(ev.Drain(now=self.clock.now()))
+
+    def stop(self) -> None:
+        """Stop now: live calls are left to Asterisk (and found again at the next start)."""
+        self._stopped.set()
+
+    def statistics(self) -> DaemonStatistics:
+        return DaemonStatistics(
+            self._inbox.qsize(),
+            self._handled,
+            self._run,
+            self._ami_errors,
+            self._draining.is_set(),
+        )
+
+    # -- the run ----------------------------------------------------------------------------
+
+    async def run(self, *, extra: Sequence[Callable[[], Awaitable[None]]] = ()) -> None:
+        """Run until drained (live calls over) or cancelled. `extra` coroutines (the HTTP
+        server, intake pollers) run in the same task group and stop with it."""
+        try:
+            async with asyncio.TaskGroup() as actions:
+                self._actions = actions
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self._engine_loop(), name="engine")
+                    tg.create_task(self._ami_events(), name="ami-events")
+                    tg.create_task(self._ticker(), name="ticker")
+                    tg.create_task(self._writer(), name="db-writer")
+                    for i, job in enumerate(extra):
+                        tg.create_task(job(), name=f"extra-{i}")
+                    stopper = tg.create_task(self._stopped.wait(), name="stop-signal")
+                    await stopper
+                    raise _Stop
+        except* _Stop:
+            pass
+        finally:
+            self._actions = None
+
+    async def _ticker(self) -> None:
+        while True:
+            await self.clock.sleep(self.tick_s)
+            await self._inbox.put((ev.Tick(now=self.clock.now()), None))
+
+    async def _ami_events(self) -> None:
+        async for event in self.ami.events():
+            try:
+                translated = self.translator.translate(event, self.clock.now())
+            except Exception:  # one bad event must not stop the calls
+                log.exception("cannot translate AMI event %s", event.name)
+                continue
+            for item in translated:
+                await self._inbox.put((item, None))
+
+    async def _engine_loop(self) -> None:
+        handle = self.engine.handle  # type: ignore[attr-defined]
+        while True:
+            event, done = await self._inbox.get()
+            try:
+                commands = handle(event)
+            except Exception as exc:
+                if done is not None and not done.done():
+                    done.set_exception(exc)
+                else:
+                    log.exception("engine refused %s", type(event).__name__)
+                continue
+            self._handled += 1
+            for command in commands:
+                self._dispatch(command)
+            if done is not None and not done.done():
+                done.set_result(None)
+            if self._draining.is_set() and self._idle():
+                self._stopped.set()
+
+    def _idle(self) -> bool:
+        return bool(self.engine.statistics(self.clock.now()).live_calls == 0)  # type: ignore[attr-defined]
+
+    async def _writer(self) -> None:
+        while True:
+            job = await self._writes.get()
+            try:
+                await job()
+            except Exception:
+                log.exception("database write failed")
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def _dispatch(self, command: cmd.Command) -> None:
+        self._run += 1
+        if self._on_command is not None:
+            self._on_command(command)
+        match command:
+            case cmd.Originate():
+                self._spawn(self._originate(command), f"originate-{command.call_id}")
+            case cmd.ConnectToOperator():
+                self.translator.connecting[command.call_id] = command.operator_id
+                self._redirect(
+                    command.call_id, dialplan.CONTEXT_CONNECT, endpoint_exten(command.endpoint)
+                )
+            case cmd.PlayAbandon():
+                self._redirect(command.call_id, dialplan.CONTEXT_ABANDON, dialplan.EXTEN_ABANDON)
+            case cmd.StartRecording():
+                channel = self._channel(command.call_id)
+                if channel:
+                    path = f"{self.dial.recordings_dir}/{command.filename}"
+                    self._spawn(
+                        self.ami.mix_monitor(ami.MixMonitor(channel=channel, file=path)),
+                        f"record-{command.call_id}",
+                    )
+            case cmd.HangupCall():
+                channel = self._channel(command.call_id)
+                if channel:
+                    self._spawn(
+                        self.ami.hangup(ami.Hangup(channel=channel, cause=command.cause)),
+                        f"hangup-{command.call_id}",
+                    )
+            case cmd.StoreAttempt() | cmd.StoreOutcome():
+                self._writes.put_nowait(lambda c=command: self.store.apply(c))  # type: ignore[attr-defined,misc]
+            case cmd.ScreenPop():
+                self._writes.put_nowait(lambda c=command: self._screen_pop(c))  # type: ignore[misc]
+            case cmd.MissingDisposition():
+                log.warning(
+                    "operator %s gave no disposition for call %s",
+                    command.operator_id,
+                    command.call_id,
+                )
+                self.bus.publish(
+                    f"operators/{command.operator_id}/alerts",
+                    {
+                        "kind": "missing-disposition",
+                        "call_id": command.call_id,
+                        "order_id": command.order_id,
+                    },
+                )
+            case cmd.Publish():
+                payload = dict(command.payload)
+                key = (
+                    payload.get("call_id") if command.kind == "call" else payload.get("operator_id")
+                )
+                topic = f"calls/{key}" if command.kind == "call" else f"operators/{key}/state"
+                self.bus.publish(topic, payload)
+            case _:
+                log.error("no handler for command %s", type(command).__name__)
+
+    def _channel(self, call_id: str) -> str | None:
+        """The customer's channel of the call (the one whose Uniqueid is the ChannelId)."""
+        channels = self.translator.tracker.channels_of(call_id)
+        main = [c for c in channels if not c.endswith(";2")]
+        return min(main) if main else None
+
+    def _spawn(self, coro: Awaitable[object], name: str) -> None:
+        assert self._actions is not None
+        self._actions.create_task(self._guard(coro, name), name=name)
+
+    async def _guard(self, coro: Awaitable[object], name: str) -> None:
+        try:
+            await coro
+        except PbxError as exc:
+            self._ami_errors += 1
+            log.warning("%s failed: %s", name, exc)
+
+    def _redirect(self, call_id: str, context: str, exten: str) -> None:
+        channel = self._channel(call_id)
+        if channel is None:
+            log.warning("call %s has no live channel to redirect", call_id)
+            return
+        self._spawn(
+            self.ami.redirect(ami.Redirect(channel=channel, context=context, exten=exten)),
+            f"redirect-{call_id}",
+        )
+
+    async def _originate(self, command: cmd.Originate) -> None:
+        try:
+            await self.store.attempt_started(command, self.clock.now())  # type: ignore[attr-defined]
+        except Exception as exc:
+            # The row is the guard against dialling twice: without it, no call.
+            log.error("not dialling %s: %s", mask_phone(command.phone), exc)
+            await self._inbox.put(
+                (ev.OriginateResult(call_id=command.call_id, reason=0, now=self.clock.now()), None)
+            )
+            return
+        self.translator.tracker.track(command.call_id)
+        reason = 0
+        try:
+            response = await self.ami.originate(originate_action(command, self.dial))
+            reason = response.reason if response.reason is not None else 0
+        except PbxError as exc:
+            self._ami_errors += 1
+            log.warning(
+                "originate %s to %s failed: %s", command.call_id, mask_phone(command.phone), exc
+            )
+        if reason != 4:
+            self.translator.tracker.forget(command.call_id)
+        await self._inbox.put(
+            (ev.OriginateResult(call_id=command.call_id, reason=reason, now=self.clock.now()), None)
+        )
+
+    async def _screen_pop(self, command: cmd.ScreenPop) -> None:
+        card = await self.store.order_card(command.order_id, command.call_id)  # type: ignore[attr-defined]
+        self.bus.publish(f"operators/{command.operator_id}/screenpop", card, qos=1)
+
+
+class _Stop(Exception):
+    pass

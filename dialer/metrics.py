@@ -1,0 +1,141 @@
+"""Prometheus metrics, read from `statistics()` snapshots at scrape time.
+
+Nothing in the engine counts for Prometheus: at each scrape this collector asks the engine, the
+operator board and the AMI client for a frozen snapshot and turns it into metric families.
+Labels stay bounded: campaign ids, states and operator ids, never phone numbers or order ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+
+class SnapshotCollector(Collector):
+    """Collects from `engine.statistics(now)`, `board.statistics(now)`, `ami.statistics()`."""
+
+    def __init__(
+        self,
+        *,
+        engine: Any,
+        board: Any,
+        now: Callable[[], float],
+        ami: Any | None = None,
+    ) -> None:
+        self._engine, self._board, self._now, self._ami = engine, board, now, ami
+
+    def collect(self) -> Iterator[Metric]:
+        now = self._now()
+        stats = self._engine.statistics(now)
+        calls = GaugeMetricFamily(
+            "obzvon_calls", "Open calls by state", labels=["campaign", "state"]
+        )
+        dial_level = GaugeMetricFamily(
+            "obzvon_dial_level", "Calls in flight per ready operator", labels=["campaign"]
+        )
+        abandon = GaugeMetricFamily(
+            "obzvon_abandon_rate",
+            "Abandons / live answers over a window",
+            labels=["campaign", "window"],
+        )
+        answers = CounterMetricFamily(
+            "obzvon_live_answers", "Live answers since start", labels=["campaign"]
+        )
+        abandons = CounterMetricFamily(
+            "obzvon_abandons", "Abandoned calls since start", labels=["campaign"]
+        )
+        originated = CounterMetricFamily(
+            "obzvon_originated", "Calls placed since start", labels=["campaign"]
+        )
+        waiting = GaugeMetricFamily(
+            "obzvon_orders_waiting", "Orders in the hopper", labels=["campaign", "due"]
+        )
+        oldest = GaugeMetricFamily(
+            "obzvon_oldest_order_age_seconds",
+            "Age of the oldest order waiting",
+            labels=["campaign"],
+        )
+        ttfc = GaugeMetricFamily(
+            "obzvon_time_to_first_call_seconds",
+            "Order stored to first Originate, recent orders",
+            labels=["campaign", "quantile"],
+        )
+        for cid, c in stats.campaigns.items():
+            for state, n in c.calls_by_state.items():
+                calls.add_metric([cid, str(state)], n)
+            dial_level.add_metric([cid], c.dial_level)
+            for window, rate in (
+                ("1h", c.abandon_rate_1h),
+                ("24h", c.abandon_rate_24h),
+                ("30d", c.abandon_rate_30d),
+            ):
+                if rate is not None:
+                    abandon.add_metric([cid, window], rate)
+            answers.add_metric([cid], c.live_answers)
+            abandons.add_metric([cid], c.abandons)
+            originated.add_metric([cid], c.originated)
+            waiting.add_metric([cid, "all"], c.leads_waiting)
+            waiting.add_metric([cid, "now"], c.leads_due)
+            if c.oldest_lead_age_s is not None:
+                oldest.add_metric([cid], c.oldest_lead_age_s)
+            t = c.time_to_first_call
+            for q, v in (("0.5", t.p50_s), ("0.9", t.p90_s), ("1", t.max_s)):
+                if v is not None:
+                    ttfc.add_metric([cid, q], v)
+        yield from (
+            calls,
+            dial_level,
+            abandon,
+            answers,
+            abandons,
+            originated,
+            waiting,
+            oldest,
+            ttfc,
+        )
+
+        board = self._board.statistics(now)
+        operators = GaugeMetricFamily("obzvon_operators", "Operators by state", labels=["state"])
+        for state, n in board.by_state.items():
+            operators.add_metric([str(state)], n)
+        occupancy = GaugeMetricFamily(
+            "obzvon_operator_occupancy", "Share of logged-in time on calls", labels=["operator"]
+        )
+        for op, share in board.occupancy.items():
+            occupancy.add_metric([op], share)
+        handled = CounterMetricFamily(
+            "obzvon_operator_calls_handled", "Calls handled", labels=["operator"]
+        )
+        for op, n in board.calls_handled.items():
+            handled.add_metric([op], n)
+        idle = GaugeMetricFamily(
+            "obzvon_longest_idle_seconds", "Longest idle time of a ready operator"
+        )
+        idle.add_metric([], board.longest_idle_s)
+        yield from (operators, occupancy, handled, idle)
+
+        if self._ami is not None:
+            a = self._ami.statistics()
+            yield GaugeMetricFamily("obzvon_ami_connected", "AMI link up", value=int(a.connected))
+            yield CounterMetricFamily("obzvon_ami_reconnects", "AMI reconnects", value=a.reconnects)
+            yield GaugeMetricFamily(
+                "obzvon_ami_events_per_second", "AMI events per second", value=a.events_per_s
+            )
+
+
+def make_registry(
+    collector: Collector,
+) -> tuple[CollectorRegistry, Callable[[], tuple[bytes, str]]]:
+    """A registry holding `collector`, and a function rendering it for the /metrics route."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+
+    def render() -> tuple[bytes, str]:
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+
+    return registry, render

@@ -1,0 +1,255 @@
+"""`Store`: what the engine decides, written to the database.
+
+The daemon's one writer task calls these in the order the engine issued the commands. Each
+method is one transaction:
+
+- `attempt_started` writes the attempt row with its ChannelId before the Originate is sent;
+  the database refuses a second live attempt for an order, and then nothing is dialled;
+- `apply(StoreAttempt)` ends the attempt and queues the call for the CRM (outbox kind
+  ``call``);
+- `apply(StoreOutcome)` sets the order's status and next attempt; an operator's outcome is
+  stored with its disposition and outbox row (``outcome``) in one transaction, and so is a
+  final "unreached".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+
+from dialer.engine import commands as cmd
+from dialer.engine.scheduling import Lead
+from dialer.storage import repo
+from dialer.storage.db import Database
+from dialer.storage.models import CallAttempt, Order, OrderStatus, Outcome
+from dialer.storage.outbox import add_outbox
+
+DISPOSITIONS = frozenset(o.value for o in Outcome)
+
+
+def ts(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+
+
+def epoch(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+def mask_phone(phone: str) -> str:
+    """``+79001234567`` → ``+7900***4567``: enough to tell calls apart, no more."""
+    return phone[:5] + "***" + phone[-4:] if len(phone) > 9 else "***"
+
+
+def lead_of(order: Order) -> Lead:
+    """The scheduler's view of a stored order."""
+    return Lead(
+        order_id=str(order.id),
+        phone=order.phone_e164,
+        campaign_id=order.campaign_id,
+        timezone=order.timezone,
+        created_at=order.stored_at.timestamp(),
+        category=order.category,
+        region=order.region,
+        amount=float(order.amount),
+        attempts=order.attempts,
+        attempts_today=order.attempts_today,
+        attempts_day=order.attempts_day,
+        next_attempt_at=epoch(order.next_attempt_at),
+        callback_at=epoch(order.callback_at) if order.status == OrderStatus.CALLBACK else None,
+        callback_operator_id=(
+            order.callback_operator_id if order.status == OrderStatus.CALLBACK else None
+        ),
+        lockout_until=epoch(order.abandoned_lockout_until),
+        last_outcome=order.last_outcome,
+    )
+
+
+class Store:
+    def __init__(
+        self, db: Database, *, now: Callable[[], float], ami_server: str | None = None
+    ) -> None:
+        self._db = db
+        self._now = now  # the daemon's clock: simulated in the demo
+        self._ami_server = ami_server
+
+    async def attempt_started(self, command: cmd.Originate, now: float) -> None:
+        at = ts(now)
+        assert at is not None
+        async with self._db.session() as session:
+            await repo.start_attempt(
+                session,
+                order_id=int(command.order_id),
+                channel_id=command.call_id,
+                now=at,
+                ami_server=self._ami_server,
+                operator_id=command.operator_id,
+            )
+            await repo.update_attempt(session, command.call_id, originated_at=at)
+
+    async def apply(self, command: cmd.Command) -> None:
+        if isinstance(command, cmd.StoreAttempt):
+            await self._attempt(command)
+        elif isinstance(command, cmd.StoreOutcome):
+            await self._outcome(command)
+        else:
+            raise TypeError(f"Store cannot apply {type(command).__name__}")
+
+    async def _attempt(self, c: cmd.StoreAttempt) -> None:
+        ended = ts(c.ended_at)
+        assert ended is not None
+        async with self._db.session() as session:
+            attempt = await repo.update_attempt(
+                session,
+                c.call_id,
+                answered_at=ts(c.answered_at),
+                connected_at=ts(c.connected_at),
+                operator_id=c.operator_id,
+            )
+            if attempt.ended_at is not None:
+                return
+            # the order's status comes with the StoreOutcome that follows; keep it as it is
+            await repo.finish_attempt(
+                session,
+                c.call_id,
+                ended_at=ended,
+                outcome=c.outcome,
+                hangup_cause=c.hangup_cause,
+                order_status=OrderStatus.CALLING,
+            )
+            order = await session.get(Order, attempt.order_id)
+            assert order is not None
+            talk = (c.ended_at - c.connected_at) if c.connected_at else 0.0
+            wait = ((c.connected_at or c.ended_at) - c.answered_at) if c.answered_at else 0.0
+            await add_outbox(
+                session,
+                order_id=order.id,
+                kind="call",
+                payload={
+                    "order_id": order.id,
+                    "crm": order.crm,
+                    "external_id": order.external_id,
+                    "channel_id": c.call_id,
+                    "phone": order.phone_e164,
+                    "outcome": c.outcome,
+                    "operator_id": c.operator_id,
+                    "started_at": ts(c.originated_at or c.queued_at).isoformat(),  # type: ignore[union-attr]
+                    "duration_s": round(max(0.0, talk)),
+                    "waiting_s": round(max(0.0, wait)),
+                    "recorded": c.connected_at is not None,
+                },
+                now=ended,
+            )
+
+    async def _outcome(self, c: cmd.StoreOutcome) -> None:
+        now = datetime.fromtimestamp(self._now(), UTC)
+        details = dict(c.details)
+        async with self._db.session() as session:
+            order = await session.get(Order, int(c.order_id))
+            if order is None:
+                return
+            if c.outcome in DISPOSITIONS:
+                amount = Decimal(str(details.get("upsell_amount") or 0))
+                outcome = Outcome.UPSELL if c.outcome == "confirmed" and amount > 0 else c.outcome
+                lead = c.lead
+                await repo.store_outcome(
+                    session,
+                    order_id=order.id,
+                    outcome=outcome,
+                    now=now,
+                    channel_id=c.call_id,
+                    operator_id=_str(details.get("operator_id")),
+                    reason=_str(details.get("reason")) or None,
+                    upsell_items=[{"sku": s} for s in _seq(details.get("upsell_items"))],
+                    upsell_amount=amount,
+                    callback_at=ts(lead.callback_at) if lead is not None else None,
+                    callback_mine=bool(details.get("callback_mine")),
+                )
+                return
+            order.last_outcome = c.outcome
+            if c.final:
+                order.status = OrderStatus.UNREACHED
+                order.next_attempt_at = None
+                await add_outbox(
+                    session,
+                    order_id=order.id,
+                    kind="outcome",
+                    payload={
+                        "order_id": order.id,
+                        "crm": order.crm,
+                        "external_id": order.external_id,
+                        "outcome": c.outcome,
+                        "attempts": order.attempts,
+                        "at": now.isoformat(),
+                    },
+                    now=now,
+                )
+            else:
+                order.status = OrderStatus.SCHEDULED
+                order.next_attempt_at = ts(c.next_attempt_at)
+                if c.lead is not None and c.lead.lockout_until is not None:
+                    order.abandoned_lockout_until = ts(c.lead.lockout_until)
+
+    async def order_card(self, order_id: str, call_id: str) -> dict[str, Any]:
+        """The order as an operator's screen shows it, with its earlier attempts."""
+        async with self._db.session() as session:
+            order = await session.get(Order, int(order_id))
+            if order is None:
+                return {"call_id": call_id, "order_id": order_id}
+            rows = await session.scalars(
+                select(CallAttempt)
+                .where(CallAttempt.order_id == order.id)
+                .order_by(CallAttempt.queued_at)
+            )
+            history = [
+                {"at": a.queued_at.isoformat(), "outcome": a.outcome, "operator_id": a.operator_id}
+                for a in rows
+                if a.channel_id != call_id
+            ]
+            flags = [
+                name
+                for name in ("duplicate", "invalid", "fraud", "prepayment")
+                if getattr(order, name)
+            ]
+            return {
+                "call_id": call_id,
+                "order_id": str(order.id),
+                "external_id": order.external_id,
+                "customer_name": order.customer_name,
+                "phone_masked": mask_phone(order.phone_e164),
+                "address": order.address,
+                "region": order.region or "",
+                "category": order.category,
+                "items": list(order.items),
+                "amount": float(order.amount),
+                "flags": flags,
+                "flag_reason": order.flag_reason,
+                "history": history,
+            }
+
+    async def pending_leads(self, campaign_ids: Sequence[str]) -> list[Lead]:
+        """Every order still to be called, as leads (for the hopper at start-up)."""
+        dialable = (
+            OrderStatus.NEW,
+            OrderStatus.SCHEDULED,
+            OrderStatus.CALLBACK,
+            OrderStatus.CALLING,
+        )
+        async with self._db.session() as session:
+            rows = await session.scalars(
+                select(Order).where(
+                    Order.status.in_(dialable), Order.campaign_id.in_(list(campaign_ids))
+                )
+            )
+            return [lead_of(o) for o in rows]
+
+
+def _str(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def _seq(value: object) -> Sequence[str]:
+    return [str(v) for v in value] if isinstance(value, (list, tuple)) else []
