@@ -132,7 +132,9 @@ class OperatorBot:
         headers = {"Authorization": f"Bearer {self.token}"}
         async with httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=5) as http:
             # the daemon's HTTP server may still be starting: keep trying to log in
-            while await self._call(http, "post", "/api/operators/me/login") is None:
+            for _ in range(600):
+                if await self._call(http, "post", "/api/operators/me/login") is not None:
+                    break
                 await asyncio.sleep(0.1)
             await self._call(http, "post", "/api/operators/me/ready")
             card: dict[str, Any] | None = None
