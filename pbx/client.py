@@ -309,6 +309,8 @@ class AmiClient:
                 await link.request(login, answer_within=self._action_timeout)
             except AmiRemoteError as exc:
                 raise AmiAuthenticationError(f"AMI login at {where} refused: {exc}") from None
+            if link.lost:  # dropped after the answer was read, before this task resumed
+                raise AmiConnectionError(f"AMI link at {where} lost right after the login")
         except BaseException:
             if self._opening is not None:
                 self._opening.drop("connect or login failed", abort=True)
@@ -337,7 +339,7 @@ class AmiClient:
     async def _reconnect(self) -> None:
         initial, cap = self._backoff
         for attempt in itertools.count():
-            delay = min(cap, initial * 2**attempt)
+            delay = min(cap, initial * 2 ** min(attempt, 32))  # an outage of days: no overflow
             # equal jitter: never sooner than half the delay, and dialers that lost the same
             # Asterisk do not all come back in step
             await asyncio.sleep(self._rng.uniform(delay / 2, delay))
@@ -352,6 +354,8 @@ class AmiClient:
                 log.warning("AMI reconnect attempt %d failed: %s", attempt + 1, exc)
                 if self._opening is not None:
                     self._opening.drop("resync failed", abort=True)
+                continue
+            if link.lost:  # dropped after the answer was read, before this task resumed
                 continue
             channels = tuple(ev for ev in result.events if isinstance(ev, CoreShowChannel))
             self._reconnects += 1
