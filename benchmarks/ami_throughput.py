@@ -375,8 +375,8 @@ async def run(n_events: int, seconds: float, repeats: int) -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     share = (1 / split[-1]) / (1 / split[-1] + 1 / typed[-1])
     notes = [
-        f"Where an event's time goes: cutting bytes into frames (`AmiParser.feed`, a Python "
-        f"loop per header line) takes {share:.0%} of it, typing the frame (`parse_event`) the "
+        f"Where an event's time goes: cutting bytes into frames (`AmiParser.feed`, one decode "
+        f"and split per message) takes {share:.0%} of it, typing the frame (`parse_event`) the "
         "rest; over TCP the socket, the bounded queue and the consumer are added. The flat-out "
         "Originate row is bounded by the peer (the simulator is one Python process producing "
         "every channel event), not by the client.",

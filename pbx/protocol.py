@@ -4,8 +4,9 @@ Everything about bytes on the AMI socket lives here: `AmiParser.feed()` takes wh
 and returns the complete messages in it; `encode()` turns header pairs into bytes. The parser
 never raises on input from the network and never loses a message that follows a bad one:
 
-- frames are split on bytes, so a multibyte UTF-8 character cut between two reads is decoded
-  whole (panoramisk decodes every read separately and drops such characters);
+- frames are split on bytes (at the blank line ending each message) and each is decoded once,
+  so a multibyte UTF-8 character cut between two reads comes out whole (panoramisk decodes
+  every read separately and drops such characters);
 - a line without ``": "`` is counted as garbage and skipped;
 - a frame larger than ``max_frame_bytes`` is dropped, and parsing resumes at the next blank line,
   so one huge value cannot make the process buffer without bound.
@@ -15,7 +16,7 @@ A message keeps its header lines in wire order (`Frame.fields`), duplicates incl
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .errors import AmiLocalError
@@ -103,82 +104,83 @@ class AmiParser:
     """Incremental AMI parser: `feed(bytes)` returns the messages completed by those bytes.
 
     `expect_banner` is true on the client side (Asterisk greets first); a server parsing the
-    client's actions sets it to false.
+    client's actions sets it to false. Messages end with an empty line (``CRLF CRLF``); each
+    complete message is decoded once, so the cost is per message, not per read.
     """
 
     expect_banner: bool = True
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     statistics: ParserStatistics = field(default_factory=ParserStatistics)
     _buffer: bytes = b""
-    _fields: list[tuple[str, str]] = field(default_factory=list)
-    _frame_bytes: int = 0
-    _oversize: bool = False
-    _skipping_line: bool = False
+    _skipping: bool = False  # inside a frame that grew past max_frame_bytes
 
     def feed(self, data: bytes) -> list[Banner | Frame]:
         out: list[Banner | Frame] = []
-        for line in self._lines(data):
-            self._line(line, out)
-        return out
-
-    def _lines(self, data: bytes) -> Iterator[bytes]:
         buf = self._buffer + data if self._buffer else data
+        if self.expect_banner and buf:
+            if len(buf) < len(_BANNER) and _BANNER.startswith(buf):
+                self._buffer = buf  # maybe a banner, not yet complete
+                return out
+            if buf.startswith(_BANNER):
+                eol = buf.find(b"\n")
+                if eol < 0:
+                    self._buffer = buf
+                    return out
+                text = buf[len(_BANNER) : eol].decode("utf-8", "replace")
+                out.append(Banner(text.strip()))
+                buf = buf[eol + 1 :]
+            self.expect_banner = False
         start = 0
         while True:
-            end = buf.find(b"\n", start)
+            end = buf.find(_FRAME_END, start)
             if end < 0:
                 break
-            if self._skipping_line:
-                # the tail of a line that was already too long: drop it, keep the frame marked
-                self._skipping_line = False
-            else:
-                yield buf[start:end]
-            start = end + 1
+            chunk = buf[start:end]
+            start = end + 4
+            if self._skipping:
+                # the tail of a frame that was too large: drop it whole
+                self._skipping = False
+                self.statistics.oversize_frames += 1
+                continue
+            if len(chunk) > self.max_frame_bytes:
+                self.statistics.oversize_frames += 1
+                continue
+            frame = self._frame(chunk)
+            if frame is not None:
+                out.append(frame)
         rest = buf[start:]
         if len(rest) > self.max_frame_bytes:
-            # a line that never ends: stop buffering it, drop the frame it belongs to
-            self._skipping_line = True
-            self._oversize = True
-            rest = b""
+            # a frame that never ends: stop buffering it, drop it when its end comes
+            self._skipping = True
+            # keep the last bytes in case they begin the terminator
+            rest = rest[-3:]
         self._buffer = rest
+        return out
 
-    def _line(self, raw: bytes, out: list[Banner | Frame]) -> None:
-        if raw.endswith(b"\r"):
-            raw = raw[:-1]
-        if not raw:
-            self._end_frame(out)
-            return
-        if self.expect_banner and not self._fields and raw.startswith(b"Asterisk Call Manager/"):
-            text = raw.decode("utf-8", "replace")
-            out.append(Banner(text[len(BANNER_PREFIX) :].strip()))
-            return
-        self._frame_bytes += len(raw) + 2
-        if self._frame_bytes > self.max_frame_bytes:
-            self._oversize = True
-        if self._oversize:
-            return
-        text = raw.decode("utf-8", "replace")
-        key, sep, value = text.partition(": ")
-        if not sep:
-            if text.endswith(":") and ":" not in text[:-1]:
-                key, value = text[:-1], ""
-            else:
+    def _frame(self, chunk: bytes) -> Frame | None:
+        fields: list[tuple[str, str]] = []
+        for line in chunk.decode("utf-8", "replace").split("\r\n"):
+            key, sep, value = line.partition(": ")
+            if not sep:
+                if line.endswith(":") and ":" not in line[:-1]:
+                    key, value = line[:-1], ""
+                elif not line:
+                    continue  # a stray blank line between messages
+                else:
+                    self.statistics.garbage_lines += 1
+                    continue
+            if not key or " " in key:
                 self.statistics.garbage_lines += 1
-                return
-        if not key or " " in key:
-            self.statistics.garbage_lines += 1
-            return
-        self._fields.append((key, value))
+                continue
+            fields.append((key, value))
+        if not fields:
+            return None
+        self.statistics.frames += 1
+        return Frame(tuple(fields))
 
-    def _end_frame(self, out: list[Banner | Frame]) -> None:
-        if self._oversize:
-            self.statistics.oversize_frames += 1
-        elif self._fields:
-            self.statistics.frames += 1
-            out.append(Frame(tuple(self._fields)))
-        self._fields = []
-        self._frame_bytes = 0
-        self._oversize = False
+
+_BANNER = BANNER_PREFIX.encode()
+_FRAME_END = b"\r\n\r\n"
 
 
 def _check(text: str, what: str) -> str:
