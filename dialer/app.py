@@ -170,7 +170,10 @@ async def open_runtime(
             store=store,
             bus=bus,
             clock=clock,
-            dial=dial or DialSettings(),
+            dial=dial
+            or DialSettings(
+                dial_template=server.dial_template, recordings_dir=server.recordings_dir
+            ),
             tick_s=tick_s,
             on_command=on_command,  # type: ignore[arg-type]
         )

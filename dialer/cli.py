@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 err = Console(stderr=True)
 
@@ -39,7 +40,7 @@ def check_config_cmd(file: Path) -> None:
     problems = check_config(file)
     if problems:
         for problem in problems:
-            err.print(f"[red]✗[/red] {problem}", highlight=False, markup=True)
+            err.print(f"[red]✗[/red] {escape(problem)}", highlight=False)
         err.print(f"{file}: {len(problems)} problem(s)")
         sys.exit(2)
     click.echo(f"{file}: OK")
@@ -62,10 +63,16 @@ def db_upgrade_cmd(config_path: Path | None, url: str | None) -> None:
         settings = load_settings(config_path)
     except ConfigError as exc:
         for problem in exc.problems:
-            err.print(f"[red]✗[/red] {problem}", highlight=False)
+            err.print(f"[red]✗[/red] {escape(problem)}", highlight=False)
         sys.exit(2)
+    from dialer.storage.errors import StorageError
+
     target = url or settings.database.url
-    upgrade(target)
+    try:
+        upgrade(target)
+    except StorageError as exc:
+        err.print(f"[red]✗[/red] {escape(str(exc))}", highlight=False)
+        sys.exit(1)
     click.echo("database schema is up to date")
 
 
@@ -111,7 +118,7 @@ def run_cmd(config_path: Path | None) -> None:
         settings = load_settings(config_path)
     except ConfigError as exc:
         for problem in exc.problems:
-            err.print(f"[red]✗[/red] {problem}", highlight=False)
+            err.print(f"[red]✗[/red] {escape(problem)}", highlight=False)
         sys.exit(2)
     asyncio.run(run_daemon(settings))
 

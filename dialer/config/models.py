@@ -59,6 +59,16 @@ class AmiServer(_Table):
     secret: SecretStr = SecretStr("obzvon")
     tls: bool = False
     tls_ca: Path | None = None
+    # How a customer's number becomes the channel to Originate: {digits} is the E.164 number
+    # without "+", {e164} with it. The default suits a PJSIP trunk named "trunk".
+    dial_template: Annotated[
+        str,
+        pattern(
+            r"[A-Za-z0-9]+/[^\s,|&]*\{(digits|e164)\}[^\s,|&]*", "must contain {digits} or {e164}"
+        ),
+    ] = "PJSIP/{digits}@trunk"
+    # Where Asterisk's MixMonitor writes recordings (a path on the Asterisk machine).
+    recordings_dir: str = "/var/spool/asterisk/monitor/obzvon"
 
     @field_validator("tls_ca")
     @classmethod
