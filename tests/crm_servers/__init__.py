@@ -1,0 +1,1 @@
+"""Contract test servers: CRMs as their API documentation describes them, on loopback."""
