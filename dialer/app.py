@@ -38,6 +38,8 @@ from dialer.store import Store
 from dialer.telephony import AmiTranslator, DialSettings
 from pbx.channels import ChannelTracker
 from pbx.client import AmiClient
+from pbx.commands import Hangup as AmiHangup
+from pbx.errors import PbxError
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +150,6 @@ async def open_runtime(
             id_factory=lambda: str(uuid.uuid4()),
         )
         store = Store(db, now=clock.now, ami_server=server.name)
-        for lead in await store.pending_leads([c.id for c in settings.campaigns]):
-            engine.handle(ev.OrderArrived(lead=lead, now=now))
         ami = await stack.enter_async_context(
             AmiClient(
                 host=server.host,
@@ -159,6 +159,9 @@ async def open_runtime(
                 ssl=_ssl_context(settings),
             )
         )
+        await recover(ami, store, now=clock.now())
+        for lead in await store.pending_leads([c.id for c in settings.campaigns]):
+            engine.handle(ev.OrderArrived(lead=lead, now=clock.now()))
         tracker = ChannelTracker()
         translator = AmiTranslator(
             tracker=tracker, operators={o.endpoint: o.id for o in settings.operators}
@@ -217,6 +220,27 @@ async def open_runtime(
             ami=ami,
             http=http,
         )
+
+
+async def recover(ami: AmiClient, store: Store, *, now: float, retry_s: float = 600.0) -> None:
+    """Match the attempts left live in the database against Asterisk's channels.
+
+    Every such attempt is closed and its order rescheduled (see `Store.recover`). A customer
+    still waiting in silence is hung up; one already talking to an operator is left alone.
+    """
+    channels = await ami.core_show_channels()
+    by_id = {ch.uniqueid: ch for ch in channels}
+    closed = await store.recover(list(by_id), now, retry_s=retry_s)
+    for call_id in closed:
+        ch = by_id[call_id]
+        if ch.bridge_id:
+            log.warning("call %s survived a restart in a conversation; left to finish", call_id)
+            continue
+        log.warning("call %s survived a restart with nobody on it; hanging up", call_id)
+        try:
+            await ami.hangup(AmiHangup(channel=ch.channel))
+        except PbxError as exc:
+            log.warning("could not hang up %s: %s", call_id, exc)
 
 
 def background_jobs(rt: Runtime) -> list[Callable[[], Awaitable[None]]]:

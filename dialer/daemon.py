@@ -35,6 +35,7 @@ from pbx.errors import PbxError
 log = logging.getLogger(__name__)
 
 INBOX_SIZE = 10_000
+FLUSH_TIMEOUT_S = 30.0
 
 
 def mask_phone(phone: str) -> str:
@@ -141,6 +142,9 @@ class Daemon:
                         tg.create_task(job(), name=f"extra-{i}")
                     stopper = tg.create_task(self._stopped.wait(), name="stop-signal")
                     await stopper
+                    # what the engine decided is stored before we go
+                    async with asyncio.timeout(FLUSH_TIMEOUT_S):
+                        await self._writes.join()
                     raise _Stop
         except* _Stop:
             pass
@@ -148,8 +152,15 @@ class Daemon:
             self._actions = None
 
     async def _ticker(self) -> None:
+        # Tick every tick_s, and also exactly at the engine's next deadline (an answered
+        # customer's connect budget running out), so the 2-second promise is kept to the tick.
         while True:
-            await self.clock.sleep(self.tick_s)
+            now = self.clock.now()
+            wake = now + self.tick_s
+            deadline = self.engine.next_deadline()  # type: ignore[attr-defined]
+            if deadline is not None and now < deadline < wake:
+                wake = deadline
+            await self.clock.sleep(wake - now)
             await self._inbox.put((ev.Tick(now=self.clock.now()), None))
 
     async def _ami_events(self) -> None:
@@ -183,7 +194,10 @@ class Daemon:
                 self._stopped.set()
 
     def _idle(self) -> bool:
-        return bool(self.engine.statistics(self.clock.now()).live_calls == 0)  # type: ignore[attr-defined]
+        """No call holds a channel, and no operator is still wrapping one up."""
+        stats = self.engine.statistics(self.clock.now())  # type: ignore[attr-defined]
+        wrapping = sum(c.calls_by_state.get("wrap-up", 0) for c in stats.campaigns.values())
+        return bool(stats.live_calls == 0 and wrapping == 0)
 
     async def _writer(self) -> None:
         while True:
@@ -192,6 +206,8 @@ class Daemon:
                 await job()
             except Exception:
                 log.exception("database write failed")
+            finally:
+                self._writes.task_done()
 
     # -- commands ---------------------------------------------------------------------------
 

@@ -29,6 +29,8 @@ from dialer.storage.models import CallAttempt, Order, OrderStatus, Outcome
 from dialer.storage.outbox import add_outbox
 
 DISPOSITIONS = frozenset(o.value for o in Outcome)
+# The outcome of an attempt that was live when the daemon stopped.
+LOST = "lost"
 
 
 def ts(epoch: float | None) -> datetime | None:
@@ -229,6 +231,30 @@ class Store:
                 "flag_reason": order.flag_reason,
                 "history": history,
             }
+
+    async def recover(self, survivors: Sequence[str], now: float, *, retry_s: float) -> list[str]:
+        """End every attempt the database still holds as live (the daemon stopped mid-call).
+
+        The engine's memory of those calls is gone, so each attempt is closed as ``lost`` and its
+        order rescheduled `retry_s` later; nothing is dialled twice, nothing is forgotten.
+        Returns the ChannelIds among `survivors` (channels Asterisk still has) that were closed:
+        the caller decides what to do with their channels.
+        """
+        at = ts(now)
+        assert at is not None
+        closed: list[str] = []
+        async with self._db.session() as session:
+            for attempt in await repo.live_attempts(session):
+                await repo.finish_attempt(
+                    session,
+                    attempt.channel_id,
+                    ended_at=at,
+                    outcome=LOST,
+                    next_attempt_at=ts(now + retry_s),
+                )
+                if attempt.channel_id in survivors:
+                    closed.append(attempt.channel_id)
+        return closed
 
     async def pending_leads(self, campaign_ids: Sequence[str]) -> list[Lead]:
         """Every order still to be called, as leads (for the hopper at start-up)."""

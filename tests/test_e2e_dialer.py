@@ -12,26 +12,18 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-import secrets
-from datetime import UTC, datetime
-from decimal import Decimal
+from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
 
-from dialer.app import background_jobs, open_runtime
-from dialer.clock import ScaledClock
-from dialer.config import CampaignSettings, OperatorSettings, Settings
-from dialer.config.models import DatabaseSettings, HttpSettings
-from dialer.demo_feed import OperatorBot
-from dialer.engine import events as ev
-from dialer.storage import repo
+from dialer.app import background_jobs
+from dialer.config import CampaignSettings
 from dialer.storage.models import CallAttempt, Disposition, Order, OrderStatus
-from dialer.store import lead_of
-from dialer.telephony import DialSettings
-from pbx.sim import AsteriskSim, CallModel, NumberScript, OperatorScript
+from pbx.sim import NumberScript
+from tests.floor import floor
 
 SCALE = 10.0
 MSK = ZoneInfo("Europe/Moscow")
@@ -63,15 +55,6 @@ def script(i: int) -> NumberScript:
 
 async def test_two_hundred_orders_end_or_are_rescheduled_by_their_plan(tmp_path: Path) -> None:
     rng = random.Random(7)
-    operators = tuple(
-        OperatorSettings(
-            id=str(2001 + i),
-            name=f"op{i}",
-            endpoint=f"PJSIP/{2001 + i}",
-            token=secrets.token_urlsafe(12),  # type: ignore[arg-type]
-        )
-        for i in range(10)
-    )
     campaign = CampaignSettings(
         id="confirm",
         name="Confirmation",
@@ -82,81 +65,40 @@ async def test_two_hundred_orders_end_or_are_rescheduled_by_their_plan(tmp_path:
         retry=PLAN,  # type: ignore[arg-type]
         shop_name="Test shop",
     )
-    port = _free_port()
-    settings = Settings(
-        database=DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'e2e.db'}"),
-        http=HttpSettings(listen=f"127.0.0.1:{port}"),
-        campaigns=(campaign,),
-        operators=operators,
-    )
-    model = CallModel(patience_median_s=None, machine_rate=0.0, notsure_rate=0.0)
-    clock = ScaledClock(scale=SCALE, start=START)
-    async with AsteriskSim(time_scale=SCALE, seed=3, model=model) as sim:
-        for o in operators:
-            sim.add_operator(o.endpoint.split("/")[1], OperatorScript(ring_s=0.2, talk_s=10.0))
-        dial = DialSettings(dial_template="PJSIP/{digits}@trunk", recordings_dir=str(tmp_path))
-        async with open_runtime(settings, clock=clock, ami_port=sim.port, dial=dial) as rt:
-            base = f"http://127.0.0.1:{port}"
-            bots = [
-                OperatorBot(
-                    operator_id=o.id,
-                    token=o.token.get_secret_value(),  # type: ignore[union-attr]
-                    base_url=base,
-                    clock=clock,
-                    conversion={"cosmetics": 0.7},
-                    rng=random.Random(i),
-                    poll_s=0.1,
-                )
-                for i, o in enumerate(operators)
-            ]
-            closed: set[int] = set()
+    async with floor(tmp_path, operators=10, campaign=campaign, scale=SCALE, start=START) as f:
+        rt, clock = f.rt, f.rt.clock
+        closed: set[int] = set()
 
-            async def feed() -> None:
-                for i in range(200):
-                    zone = CLOSED_ZONE if i % 10 == 0 and i % 20 == 0 else OPEN_ZONES[i % 3]
-                    digits = f"7900{i:07d}"
-                    sim.script_number(digits, script(i))
-                    now = clock.now()
-                    at = datetime.fromtimestamp(now, UTC)
-                    async with rt.db.session() as session:
-                        order = await repo.add_order(
-                            session,
-                            crm="test",
-                            external_id=f"e2e-{i}",
-                            phone_e164=f"+{digits}",
-                            campaign_id="confirm",
-                            timezone=zone,
-                            created_at=at,
-                            now=at,
-                            category="cosmetics",
-                            amount=Decimal(1990),
-                        )
-                        lead = lead_of(order)
-                    if zone == CLOSED_ZONE:
-                        closed.add(order.id)
-                    await rt.daemon.submit(ev.OrderArrived(lead=lead, now=now))
-                    await asyncio.sleep(rng.uniform(0, 0.02))
+        async def feed() -> None:
+            for i in range(200):
+                zone = CLOSED_ZONE if i % 20 == 0 else OPEN_ZONES[i % 3]
+                digits = f"7900{i:07d}"
+                f.sim.script_number(digits, script(i))
+                order_id = await f.order(i, digits=digits, zone=zone)
+                if zone == CLOSED_ZONE:
+                    closed.add(order_id)
+                await asyncio.sleep(rng.uniform(0, 0.02))
 
-            async def settle() -> None:
-                await feed()
-                while True:
-                    await asyncio.sleep(0.5)
-                    stats = rt.engine.statistics(clock.now())
-                    c = stats.campaigns["confirm"]
-                    if stats.open_calls == 0 and c.leads_due == 0:
-                        await asyncio.sleep(0.5)  # let the writer finish
-                        rt.daemon.stop()
-                        return
+        async def settle() -> None:
+            await feed()
+            while True:
+                await asyncio.sleep(0.5)
+                stats = rt.engine.statistics(clock.now())
+                c = stats.campaigns["confirm"]
+                if stats.open_calls == 0 and c.leads_due == 0:
+                    await asyncio.sleep(0.5)  # let the writer finish
+                    rt.daemon.stop()
+                    return
 
-            jobs = [*background_jobs(rt), settle, *(b.run for b in bots)]
-            async with asyncio.timeout(150):
-                await rt.daemon.run(extra=jobs)
-            stats = rt.engine.statistics(clock.now()).campaigns["confirm"]
+        jobs = [*background_jobs(rt), settle, *(b.run for b in f.bots())]
+        async with asyncio.timeout(150):
+            await rt.daemon.run(extra=jobs)
+        stats = rt.engine.statistics(clock.now()).campaigns["confirm"]
 
-            async with rt.db.session() as session:
-                orders = list(await session.scalars(select(Order)))
-                attempts = list(await session.scalars(select(CallAttempt)))
-                dispositions = list(await session.scalars(select(Disposition)))
+        async with rt.db.session() as session:
+            orders = list(await session.scalars(select(Order)))
+            attempts = list(await session.scalars(select(CallAttempt)))
+            dispositions = list(await session.scalars(select(Disposition)))
 
     assert len(orders) == 200
     by_order: dict[int, list[CallAttempt]] = {}
@@ -164,7 +106,7 @@ async def test_two_hundred_orders_end_or_are_rescheduled_by_their_plan(tmp_path:
         by_order.setdefault(a.order_id, []).append(a)
 
     # nothing is left half-done: every attempt ended, every order ended or has a next attempt
-    assert all(a.ended_at is not None for a in attempts)
+    assert [a for a in attempts if a.ended_at is None] == []
     for o in orders:
         if o.id in closed:
             assert o.attempts == 0 and o.id not in by_order, "called outside the window"
@@ -201,11 +143,3 @@ async def test_two_hundred_orders_end_or_are_rescheduled_by_their_plan(tmp_path:
 
     assert stats.live_answers > 0
     assert stats.abandons / stats.live_answers <= campaign.abandon_target
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
