@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -25,9 +27,12 @@ CAMPAIGN = CampaignSettings(id="confirm", name="Confirmation", pacing="progressi
 pytestmark = pytest.mark.slow
 
 
-async def _until(condition: object, timeout: float = 20.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():  # type: ignore[operator]
+async def _until(condition: Callable[[], bool]) -> None:
+    """Poll `condition` (engine state has no event to wait on from outside) for up to 20 s."""
+    async with asyncio.timeout(20):
+        for _ in itertools.count():
+            if condition():
+                return
             await asyncio.sleep(0.05)
 
 
