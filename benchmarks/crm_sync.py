@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from benchmarks.fraud_base import machine
-from crm_bridge.adapter import CallDirection, CallRecord, CallResult
+from crm_bridge.adapter import CallDirection, CallRecord, CallResult, CrmOrder
 from crm_bridge.http import RetryPolicy
 from crm_bridge.intake.numbering import NumberingPlan
 from crm_bridge.intake.order import AcceptedOrder, IntakeRules, intake
@@ -72,7 +72,7 @@ async def run(orders: int, calls: int) -> Figures:
         )
         async with RetailCrmAdapter(settings, sleep=sleep) as crm:
             start = time.perf_counter()
-            pulled = []
+            pulled: list[CrmOrder] = []
             cursor = None
             while True:
                 batch = await crm.pull_orders(cursor)

@@ -328,8 +328,8 @@ def _list(body: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
 def order_to_intake(order: Mapping[str, Any], *, timezone: ZoneInfo) -> dict[str, Any]:
     """A RetailCRM order in intake's raw shape. Missing or odd values are passed on as they
     are (or left out) for intake to judge; this never raises for a mapping with an id."""
-    delivery = order.get("delivery") if isinstance(order.get("delivery"), Mapping) else {}
-    address = delivery.get("address") if isinstance(delivery.get("address"), Mapping) else {}
+    delivery = _mapping(order.get("delivery"))
+    address = _mapping(delivery.get("address"))
     name = " ".join(
         str(order[k]).strip() for k in ("lastName", "firstName", "patronymic") if order.get(k)
     )
@@ -361,8 +361,12 @@ def order_to_intake(order: Mapping[str, Any], *, timezone: ZoneInfo) -> dict[str
     return raw
 
 
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
 def _item(item: Mapping[str, Any]) -> dict[str, Any]:
-    offer = item.get("offer") if isinstance(item.get("offer"), Mapping) else {}
+    offer = _mapping(item.get("offer"))
     sku = offer.get("externalId") or offer.get("xmlId") or offer.get("id") or item.get("id")
     out: dict[str, Any] = {
         "sku": str(sku) if sku is not None else "",

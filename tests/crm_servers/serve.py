@@ -36,8 +36,6 @@ class LoopbackServer:
             timeout_graceful_shutdown=1,
         )
         server = uvicorn.Server(config)
-        # The test owns the signals; uvicorn must not install handlers in the test loop.
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self._server = server
         self._task = asyncio.create_task(server.serve(), name="loopback-server")
         while not server.started:
