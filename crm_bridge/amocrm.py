@@ -1,0 +1,309 @@
+"""amoCRM / Kommo (API v4) adapter.
+
+The API as documented (amocrm.ru/developers, kommo.com/developers):
+
+- ``Authorization: Bearer <token>`` (a long-lived token or an OAuth access token); JSON
+  bodies; errors as ``application/problem+json`` (``title``, ``status``, ``detail``, and
+  ``validation-errors`` listing ``request_id`` with the fields at fault);
+- at most 7 requests a second per account, 429 past that;
+- ``GET /api/v4/leads`` answers 204 with no body when nothing matches.
+
+Orders are leads: `pull_orders` reads leads created since the cursor, oldest first, with their
+main contact's phone from ``GET /api/v4/contacts``. Leads carry no line items or delivery
+address unless the account has custom fields for them, so an order becomes one item named
+after the lead, priced at the lead's budget.
+
+Calls go to ``POST /api/v4/calls`` (``direction``, ``uniq`` = ChannelId, ``duration``,
+``source``, ``link``, ``phone``, ``call_result``, ``call_status``, ``created_at``). amoCRM
+attaches a call to the lead, contact or company with that phone, and refuses the call when
+none exists; refused calls come back in `UploadResult.rejected`. amoCRM does not promise to
+recognise a ``uniq`` it already has, so a call whose answer was lost may be recorded twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from crm_bridge.adapter import (
+    CallDirection,
+    CallRecord,
+    CallResult,
+    CrmOrder,
+    OrderBatch,
+    OrderUpdate,
+    RejectedCall,
+    UploadResult,
+)
+from crm_bridge.errors import CrmAuthError, CrmProtocolError, CrmRejected
+from crm_bridge.http import CrmHttp, RateLimit, Reply, RetryPolicy, Sleep
+
+NAME = "amocrm"
+CALLS_PER_REQUEST = 50
+LEADS_PER_REQUEST = 250
+
+# amoCRM's call_status: 1 left a message, 2 call back later, 3 not available, 4 had a
+# conversation, 5 invalid number, 6 no connection, 7 line busy.
+CALL_STATUS = {
+    CallResult.ANSWERED: 4,
+    CallResult.BUSY: 7,
+    CallResult.NO_ANSWER: 3,
+    CallResult.FAILED: 6,
+    CallResult.NOT_ALLOWED: 5,
+    CallResult.UNKNOWN: 6,
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AmoCrmSettings:
+    """`statuses` maps obzvon's status names to amoCRM (pipeline_id, status_id) pairs."""
+
+    url: str
+    token: str
+    source: str = "obzvon"
+    statuses: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    rate_per_s: float = 7.0
+    timeout_s: float = 10.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+class AmoCrmAdapter:
+    """`CrmAdapter` for amoCRM and Kommo. Use as ``async with`` or call `aclose`."""
+
+    name = NAME
+
+    def __init__(
+        self,
+        settings: AmoCrmSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.settings = settings
+        self.http = CrmHttp(
+            crm=NAME,
+            base_url=settings.url.rstrip("/") + "/api/v4",
+            headers={"Authorization": f"Bearer {settings.token}"},
+            limits={"default": RateLimit(per_second=settings.rate_per_s)},
+            retry=settings.retry,
+            timeout_s=settings.timeout_s,
+            transport=transport,
+            sleep=sleep,
+        )
+
+    async def __aenter__(self) -> AmoCrmAdapter:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def pull_orders(self, cursor: str | None) -> OrderBatch:
+        """Leads created after `cursor` (``"<unix time>:<last lead id>"``), oldest first.
+
+        The next query starts at the creation second of the last lead read and skips ids up
+        to it, so leads created in the same second are neither lost nor read twice.
+        """
+        since, last_id = 0, 0
+        if cursor is not None:
+            head, _, tail = cursor.partition(":")
+            if not (head.isdigit() and tail.isdigit()):
+                raise ValueError(f"not an amoCRM cursor: {cursor!r}")
+            since, last_id = int(head), int(tail)
+        params = {
+            "limit": LEADS_PER_REQUEST,
+            "with": "contacts",
+            "order[id]": "asc",
+            "filter[created_at][from]": since,
+        }
+        reply = await self.http.request("GET", "/leads", params=params)
+        page = _embedded(_ok(reply), "leads")
+        leads = [lead for lead in page if isinstance(lead.get("id"), int) and lead["id"] > last_id]
+        if not leads:
+            return OrderBatch(orders=(), cursor=cursor, more=False)
+        phones = await self._phones(leads)
+        last = leads[-1]
+        return OrderBatch(
+            orders=tuple(self._order(lead, phones) for lead in leads),
+            cursor=f"{int(last.get('created_at') or since)}:{last['id']}",
+            more=len(page) == LEADS_PER_REQUEST,
+        )
+
+    async def _phones(self, leads: Sequence[Mapping[str, Any]]) -> dict[int, tuple[str, str]]:
+        ids = sorted({cid for lead in leads if (cid := _main_contact(lead)) is not None})
+        if not ids:
+            return {}
+        params = [("filter[id][]", i) for i in ids] + [("limit", LEADS_PER_REQUEST)]
+        reply = await self.http.request("GET", "/contacts", params=params)
+        found: dict[int, tuple[str, str]] = {}
+        for contact in _embedded(_ok(reply), "contacts"):
+            phone = _field_value(contact, "PHONE")
+            if isinstance(contact.get("id"), int) and phone is not None:
+                found[contact["id"]] = (str(contact.get("name") or ""), phone)
+        return found
+
+    def _order(self, lead: Mapping[str, Any], phones: Mapping[int, tuple[str, str]]) -> CrmOrder:
+        contact = _main_contact(lead)
+        name, phone = phones.get(contact, ("", None)) if contact is not None else ("", None)
+        raw: dict[str, Any] = {
+            "external_id": str(lead["id"]),
+            "crm": NAME,
+            "customer_name": name,
+            "items": [
+                {
+                    "sku": f"lead-{lead['id']}",
+                    "name": str(lead.get("name") or f"Lead {lead['id']}"),
+                    "quantity": 1,
+                    "price": lead.get("price") or 0,
+                }
+            ],
+        }
+        if isinstance(lead.get("created_at"), int):
+            raw["created_at"] = datetime.fromtimestamp(lead["created_at"], UTC)
+        if phone is not None:
+            raw["phone"] = phone
+        return CrmOrder(crm=NAME, external_id=str(lead["id"]), number=None, data=raw)
+
+    async def update_order(self, update: OrderUpdate) -> None:
+        """Move the lead to the mapped status; a manager comment becomes a note."""
+        lead = int(update.external_id)
+        if update.status is not None:
+            if update.status not in self.settings.statuses:
+                raise CrmRejected(f"no amoCRM status configured for {update.status!r}", crm=NAME)
+            pipeline, status = self.settings.statuses[update.status]
+            body = {"pipeline_id": pipeline, "status_id": status}
+            _ok(await self.http.request("PATCH", f"/leads/{lead}", json=body))
+        if update.manager_comment:
+            note = [{"note_type": "common", "params": {"text": update.manager_comment}}]
+            _ok(await self.http.request("POST", f"/leads/{lead}/notes", json=note))
+
+    async def upload_calls(self, calls: Sequence[CallRecord]) -> UploadResult:
+        """Batches of 50; calls refused by validation or with no matching entity are set
+        apart by their ``request_id`` and the rest of the batch sent again."""
+        delivered: list[str] = []
+        rejected: list[RejectedCall] = []
+        for start in range(0, len(calls), CALLS_PER_REQUEST):
+            batch = list(calls[start : start + CALLS_PER_REQUEST])
+            while batch:
+                batch = await self._upload(batch, delivered, rejected)
+        return UploadResult(delivered=tuple(delivered), rejected=tuple(rejected))
+
+    async def _upload(
+        self, batch: list[CallRecord], delivered: list[str], rejected: list[RejectedCall]
+    ) -> list[CallRecord]:
+        """Send `batch`; return the calls to send again (none, unless validation failed)."""
+        payload = [self._call(c, i) for i, c in enumerate(batch)]
+        reply = await self.http.request("POST", "/calls", json=payload)
+        if reply.status == 400 and reply.body is not None and reply.body.get("validation-errors"):
+            bad = _validation_errors(reply.body)
+            if not bad:
+                raise _rejected(reply)
+            for i, detail in bad.items():
+                rejected.append(RejectedCall(batch[i].external_id, _rejected(reply, detail)))
+            return [c for i, c in enumerate(batch) if i not in bad]
+        body = _ok(reply)
+        errors = {_index(e.get("request_id")): e for e in _embedded(body, "errors", required=False)}
+        for i, call in enumerate(batch):
+            if i in errors:
+                why = str(errors[i].get("detail") or errors[i].get("title") or "refused")
+                rejected.append(RejectedCall(call.external_id, CrmRejected(why, crm=NAME)))
+            else:
+                delivered.append(call.external_id)
+        return []
+
+    def _call(self, call: CallRecord, index: int) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "request_id": str(index),
+            "direction": "outbound" if call.direction is CallDirection.OUT else "inbound",
+            "uniq": call.external_id,
+            "duration": call.duration_s,
+            "source": self.settings.source,
+            "phone": call.phone,
+            "call_result": call.result.value,
+            "call_status": CALL_STATUS[call.result],
+            "created_at": int(call.started_at.timestamp()),
+        }
+        if call.record_url is not None:
+            out["link"] = call.record_url
+        if call.operator_id is not None:
+            out["responsible_user_id"] = call.operator_id
+            out["created_by"] = call.operator_id
+        return out
+
+
+def _ok(reply: Reply) -> Mapping[str, Any]:
+    if reply.status == 204:
+        return {}
+    if 200 <= reply.status < 300:
+        if reply.body is None:
+            raise CrmProtocolError(f"answer is not JSON: {reply.text[:200]!r}", crm=NAME)
+        return reply.body
+    if reply.status in (401, 403):
+        detail = reply.body.get("detail") or reply.body.get("title") if reply.body else None
+        raise CrmAuthError(str(detail or f"HTTP {reply.status}"), crm=NAME)
+    raise _rejected(reply)
+
+
+def _rejected(reply: Reply, detail: list[str] | None = None) -> CrmRejected:
+    body = reply.body or {}
+    message = str(body.get("detail") or body.get("title") or reply.text[:500] or reply.status)
+    return CrmRejected(message, detail or [], crm=NAME, status=reply.status)
+
+
+def _validation_errors(body: Mapping[str, Any]) -> dict[int, list[str]]:
+    bad: dict[int, list[str]] = {}
+    for item in body.get("validation-errors") or ():
+        if not isinstance(item, Mapping) or _index(item.get("request_id")) < 0:
+            continue
+        details = [
+            f"{e.get('path')}: {e.get('detail')}"
+            for e in item.get("errors") or ()
+            if isinstance(e, Mapping)
+        ]
+        bad[_index(item.get("request_id"))] = details
+    return bad
+
+
+def _index(request_id: object) -> int:
+    text = str(request_id)
+    return int(text) if text.isdigit() else -1
+
+
+def _embedded(
+    body: Mapping[str, Any], key: str, *, required: bool = True
+) -> list[Mapping[str, Any]]:
+    embedded = body.get("_embedded")
+    value = embedded.get(key) if isinstance(embedded, Mapping) else None
+    if value is None and (not required or not body):
+        return []
+    if not isinstance(value, list):
+        raise CrmProtocolError(f"answer has no _embedded.{key}: {json.dumps(body)[:200]}", crm=NAME)
+    return [v for v in value if isinstance(v, Mapping)]
+
+
+def _main_contact(lead: Mapping[str, Any]) -> int | None:
+    embedded = lead.get("_embedded")
+    contacts = embedded.get("contacts") if isinstance(embedded, Mapping) else None
+    if not isinstance(contacts, list):
+        return None
+    chosen = [c for c in contacts if isinstance(c, Mapping) and c.get("is_main")] or contacts
+    first = chosen[0] if chosen else None
+    return first["id"] if isinstance(first, Mapping) and isinstance(first.get("id"), int) else None
+
+
+def _field_value(entity: Mapping[str, Any], code: str) -> str | None:
+    for field_ in entity.get("custom_fields_values") or ():
+        if isinstance(field_, Mapping) and field_.get("field_code") == code:
+            values = field_.get("values")
+            if isinstance(values, list) and values and isinstance(values[0], Mapping):
+                value = values[0].get("value")
+                return str(value) if value is not None else None
+    return None

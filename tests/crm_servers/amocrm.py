@@ -1,0 +1,182 @@
+"""An amoCRM / Kommo API v4 stand-in, built from the API documentation.
+
+What it reproduces: Bearer authentication (401 problem+json otherwise); JSON bodies;
+``GET /api/v4/leads`` with ``filter[created_at][from]``, ``order[id]``, ``limit`` (at most
+250), ``with=contacts`` and 204 with no body when nothing matches; ``GET /api/v4/contacts``
+by ``filter[id][]`` with the phone in ``custom_fields_values`` (``field_code: PHONE``);
+``PATCH /api/v4/leads/{id}``; ``POST /api/v4/leads/{id}/notes``; ``POST /api/v4/calls``
+(validation errors as ``validation-errors`` by ``request_id``; a call whose phone matches no
+contact comes back in ``_embedded.errors``; no deduplication by ``uniq``); 429 past 7
+requests a second.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+DIRECTIONS = {"inbound", "outbound"}
+
+
+@dataclass
+class AmoCrmState:
+    token: str = "amo-token"
+    limit_per_s: int = 7
+    leads: dict[int, dict[str, Any]] = field(default_factory=dict)
+    contacts: dict[int, dict[str, Any]] = field(default_factory=dict)
+    notes: list[tuple[int, str]] = field(default_factory=list)
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    too_many: int = 0
+    busy_next: int = 0
+    _window: deque[float] = field(default_factory=deque)
+
+    def add_lead(self, phone: str, *, created_at: int, price: int = 990) -> int:
+        contact_id = len(self.contacts) + 100
+        self.contacts[contact_id] = {
+            "id": contact_id,
+            "name": "Иван Петров",
+            "custom_fields_values": [
+                {"field_id": 1, "field_code": "PHONE", "values": [{"value": phone}]}
+            ],
+        }
+        lead_id = len(self.leads) + 1000
+        self.leads[lead_id] = {
+            "id": lead_id,
+            "name": f"Заказ {lead_id}",
+            "price": price,
+            "created_at": created_at,
+            "pipeline_id": 1,
+            "status_id": 10,
+            "_embedded": {"contacts": [{"id": contact_id, "is_main": True}]},
+        }
+        return lead_id
+
+    def phones(self) -> set[str]:
+        return {
+            c["custom_fields_values"][0]["values"][0]["value"][-10:] for c in self.contacts.values()
+        }
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {"title": title, "type": "https://httpstatus.es/" + str(status), "status": status}
+    body.update(detail=detail, **extra)
+    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+
+
+def create_app(state: AmoCrmState) -> Starlette:
+    def gate(request: Request) -> JSONResponse | None:
+        if request.headers.get("Authorization") != f"Bearer {state.token}":
+            return problem(401, "Unauthorized", "Access token is invalid")
+        if state.busy_next > 0:
+            state.busy_next -= 1
+            return problem(429, "Too Many Requests", "Too many requests")
+        now = time.monotonic()
+        while state._window and state._window[0] <= now - 1.0:
+            state._window.popleft()
+        if len(state._window) >= state.limit_per_s:
+            state.too_many += 1
+            return problem(429, "Too Many Requests", "Too many requests")
+        state._window.append(now)
+        return None
+
+    async def leads(request: Request) -> Response:
+        if (refused := gate(request)) is not None:
+            return refused
+        q = request.query_params
+        limit = int(q.get("limit", "50"))
+        if limit > 250:
+            return problem(400, "Bad Request", "limit must be at most 250")
+        since = int(q.get("filter[created_at][from]", "0"))
+        found = sorted(
+            (lead for lead in state.leads.values() if lead["created_at"] >= since),
+            key=lambda lead: lead["id"],
+        )
+        page = int(q.get("page", "1"))
+        chunk = found[(page - 1) * limit : page * limit]
+        if not chunk:
+            return Response(status_code=204)
+        return JSONResponse({"_page": page, "_embedded": {"leads": chunk}})
+
+    async def contacts(request: Request) -> Response:
+        if (refused := gate(request)) is not None:
+            return refused
+        ids = {int(i) for i in request.query_params.getlist("filter[id][]")}
+        found = [c for cid, c in state.contacts.items() if cid in ids]
+        if not found:
+            return Response(status_code=204)
+        return JSONResponse({"_page": 1, "_embedded": {"contacts": found}})
+
+    async def patch_lead(request: Request) -> Response:
+        if (refused := gate(request)) is not None:
+            return refused
+        lead = state.leads.get(int(request.path_params["lead"]))
+        if lead is None:
+            return problem(404, "Not Found", "Lead not found")
+        lead.update(await request.json())
+        return JSONResponse({"id": lead["id"], "updated_at": int(time.time())})
+
+    async def notes(request: Request) -> Response:
+        if (refused := gate(request)) is not None:
+            return refused
+        lead_id = int(request.path_params["lead"])
+        for note in await request.json():
+            state.notes.append((lead_id, note["params"]["text"]))
+        return JSONResponse({"_embedded": {"notes": [{"entity_id": lead_id}]}})
+
+    async def calls(request: Request) -> Response:
+        if (refused := gate(request)) is not None:
+            return refused
+        payload = await request.json()
+        invalid = []
+        for call in payload:
+            errors = []
+            if call.get("direction") not in DIRECTIONS:
+                errors.append({"code": "NotSupportedChoice", "path": "direction"})
+            if not isinstance(call.get("duration"), int):
+                errors.append({"code": "InvalidType", "path": "duration"})
+            for key in ("source", "phone"):
+                if not call.get(key):
+                    errors.append({"code": "NotBlank", "path": key})
+            if errors:
+                for e in errors:
+                    e["detail"] = "This value is not valid."
+                invalid.append({"request_id": call.get("request_id"), "errors": errors})
+        if invalid:
+            return problem(
+                400, "Bad Request", "Request validation failed", **{"validation-errors": invalid}
+            )
+        known = state.phones()
+        added, refused_calls = [], []
+        for call in payload:
+            if call["phone"][-10:] in known:  # amoCRM matches on the last ten digits
+                state.calls.append(call)
+                added.append({"id": len(state.calls), "request_id": call.get("request_id")})
+            else:
+                refused_calls.append(
+                    {
+                        "request_id": call.get("request_id"),
+                        "status": 404,
+                        "title": "Not Found",
+                        "detail": "Entity with this phone not found",
+                    }
+                )
+        return JSONResponse(
+            {"_total_items": len(added), "_embedded": {"calls": added, "errors": refused_calls}}
+        )
+
+    return Starlette(
+        routes=[
+            Route("/api/v4/leads", leads, methods=["GET"]),
+            Route("/api/v4/contacts", contacts, methods=["GET"]),
+            Route("/api/v4/leads/{lead:int}", patch_lead, methods=["PATCH"]),
+            Route("/api/v4/leads/{lead:int}/notes", notes, methods=["POST"]),
+            Route("/api/v4/calls", calls, methods=["POST"]),
+        ]
+    )
