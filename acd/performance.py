@@ -1,0 +1,424 @@
+"""How well each operator confirms each product category: decayed counts and Bayesian estimates.
+
+`PerformanceBook` keeps, per operator × category (and per operator × category × campaign),
+the decayed number of calls the operator handled, how many of them were confirmed, and the
+confirmed value (order amount including upsell). Each outcome's weight halves every
+`half_life_s`, so an operator whose results change is followed within a few half-lives.
+
+The estimate of a cell is a Beta posterior whose prior is centred on a blend of two wider
+records, so that a new operator or a new category starts sensibly:
+
+    prior mean = sigmoid(logit(category rate) + logit(operator skill) - logit(expected rate))
+
+(category rate: over all operators; skill: the operator over their other categories; expected
+rate: what the category rates predict for that mix, so hard categories are not held against
+anyone). Each level is shrunk toward the one above by pseudo-calls (`PerformanceSettings`); a
+cell's own calls stay out of its prior. The posterior is `Beta(k·m + s, k·(1 - m) + n - s)`.
+docs/acd.md ("Learned routing") explains the choices.
+
+Nothing here reads a clock: every method takes `now`. Time never runs backwards inside the book:
+a `now` earlier than the latest one seen is taken as that latest one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+from acd.errors import InvalidValue
+
+ALL_CAMPAIGNS: Final = ""
+"""The `campaign_id` of the figures over all campaigns, as in the `operator_performance` table."""
+
+DAY_S: Final = 86_400.0
+_RESCALE_AT: Final = 64.0  # half-lives past the reference time before counts are renormalised
+_EPS: Final = 1e-12
+_CLIP: Final = 1e-9
+_N: Final = 1  # trials, on the first axis of the count arrays (successes, trials, value)
+
+_STRENGTHS: Final = (
+    "strength overall_strength category_strength operator_strength value_strength campaign_strength"
+).split()
+
+Floats = NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PerformanceSettings:
+    """How fast the book forgets and how strongly each level of the prior pulls.
+
+    Strengths are in pseudo-calls: a category with `category_strength` real calls weighs as
+    much as the overall rate in its own rate. `half_life_s` may be `math.inf` (never forget).
+    """
+
+    half_life_s: float = 14 * DAY_S
+    prior_rate: float = 0.5
+    strength: float = 10.0
+    overall_strength: float = 10.0
+    category_strength: float = 20.0
+    operator_strength: float = 30.0
+    value_strength: float = 5.0
+    campaign_strength: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not self.half_life_s > 0:
+            raise InvalidValue(f"half_life_s must be > 0, got {self.half_life_s}")
+        if not 0 < self.prior_rate < 1:
+            raise InvalidValue(f"prior_rate must be in (0, 1), got {self.prior_rate}")
+        for name in _STRENGTHS:
+            if not 0 < getattr(self, name) < math.inf:
+                raise InvalidValue(f"{name} must be a positive number, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Estimate:
+    """The posterior of one operator × category (× campaign) at a given time.
+
+    `mean = alpha / (alpha + beta)` is the estimated confirmed share; `prior_mean` is where the
+    operator stood before their own calls in the category counted. `trials` and `successes`
+    are the decayed counts behind it; `value_per_success` is the estimated value of one
+    confirmation (shrunk toward the category's), 1.0 until any value was recorded.
+    """
+
+    mean: float
+    alpha: float
+    beta: float
+    prior_mean: float
+    trials: float
+    successes: float
+    value_per_success: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PerformanceRow:
+    """One row of the `operator_performance` table, as plain data.
+
+    `successes`, `trials` and `value` are decayed to `updated_at`, which is on the same clock
+    as the `now` given to the book (seconds; the daemon converts to and from its datetime).
+    `campaign_id` is `ALL_CAMPAIGNS` for the figures over all campaigns.
+    """
+
+    operator_id: str
+    category: str
+    campaign_id: str
+    successes: float
+    trials: float
+    value: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Posteriors:
+    """Every known operator's posterior for one category, as read-only arrays.
+
+    Row `index[operator_id]` holds that operator; the last row is the prior of an operator the
+    book has never seen. `index` is the book's own and may grow later: a row past the last
+    means a new operator too.
+    """
+
+    category: str
+    alpha: Floats
+    beta: Floats
+    prior_mean: Floats
+    value_per_success: Floats
+    index: Mapping[str, int] = field(repr=False)
+
+
+def _logit(p: Floats | float) -> Floats:
+    q = np.clip(p, _CLIP, 1 - _CLIP)
+    return np.asarray(np.log(q) - np.log1p(-q))
+
+
+class PerformanceBook:
+    """Decayed outcomes per operator × category (× campaign) and their Bayesian estimates.
+
+    `record` adds one handled call; `estimate` and `sample` read one cell; `posteriors` reads
+    one category for every operator at once. `snapshot` and `restore` carry the counts over a
+    restart. `version` changes whenever the counts do.
+    """
+
+    def __init__(self, settings: PerformanceSettings | None = None) -> None:
+        self.settings = settings or PerformanceSettings()
+        self._clear()
+
+    def _clear(self) -> None:
+        self._ops: dict[str, int] = {}
+        self._op_ids: list[str] = []
+        self._cats: dict[str, int] = {}
+        self._cat_names: list[str] = []
+        # Counts are kept scaled to the reference time `_t_ref`: an outcome at time t adds
+        # 2**((t - t_ref) / half_life), and every count is read times the same factor for
+        # `now`. Decay then costs nothing per cell, and every cell decays alike.
+        self._m = np.zeros((3, 8, 8))  # [successes|trials|value, category, operator]
+        self._at = np.full((8, 8), np.nan)  # [category, operator]: the cell's last outcome
+        self._by_op = np.zeros((2, 8))  # [successes|trials, operator]
+        self._by_cat = np.zeros((3, 8))  # [successes|trials|value, category]
+        self._all = np.zeros(3)
+        self._t_ref = 0.0
+        self._latest = -math.inf
+        # Per campaign: (successes, trials, value, at), decayed to `at`; few and read rarely.
+        self._campaigns: dict[tuple[str, str, str], tuple[float, float, float, float]] = {}
+        self._version = 0
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def record(
+        self,
+        operator_id: str,
+        category: str,
+        campaign_id: str,
+        success: bool,
+        value: float,
+        now: float,
+    ) -> None:
+        """Count one call `operator_id` handled (talked to the customer) at `now`.
+
+        Record only calls that reached the operator: one that never did says nothing about
+        them. `value` is the confirmed amount including upsell and counts only when `success`.
+        `campaign_id` may be `ALL_CAMPAIGNS`; the figures over all campaigns count every call.
+        """
+        if not operator_id:
+            raise InvalidValue("an outcome needs a non-empty operator id")
+        if not (math.isfinite(value) and value >= 0):
+            raise InvalidValue(f"value must be a finite number >= 0, got {value}")
+        if not math.isfinite(now):
+            raise InvalidValue(f"now must be finite, got {now}")
+        if self._latest == -math.inf:
+            self._t_ref = now
+        now = self._latest = max(now, self._latest)
+        o, c = self._op_row(operator_id), self._cat_col(category)
+        won = 1.0 if success else 0.0
+        added = np.array([won, 1.0, won * value]) * self._weight(now)
+        self._m[:, c, o] += added
+        self._at[c, o] = now
+        self._by_op[:, o] += added[:2]
+        self._by_cat[:, c] += added
+        self._all += added
+        if campaign_id != ALL_CAMPAIGNS:
+            key = (operator_id, category, campaign_id)
+            s, n, v, at = self._campaigns.get(key, (0.0, 0.0, 0.0, now))
+            d = self._decay(now - at)
+            self._campaigns[key] = (s * d + won, n * d + 1.0, v * d + won * value, now)
+        self._version += 1
+
+    def restore(self, rows: Iterable[PerformanceRow]) -> None:
+        """Replace everything in the book by `rows` (from `snapshot`, or the database).
+
+        Estimates read the rows over all campaigns (`ALL_CAMPAIGNS`, as `snapshot` writes
+        them); the per-campaign rows only feed `estimate(..., campaign_id=...)`. Raises
+        `InvalidValue` for a negative or non-finite number, more successes than trials, or a key
+        given twice, and then leaves the book as it was.
+        """
+        cells: dict[tuple[str, str, str], tuple[float, float, float, float]] = {}
+        for row in rows:
+            _check_row(row)
+            key = (row.operator_id, row.category, row.campaign_id)
+            if key in cells:
+                raise InvalidValue(f"row {key} given twice")
+            cells[key] = (row.successes, row.trials, row.value, row.updated_at)
+        overall = {k[:2]: cell for k, cell in cells.items() if k[2] == ALL_CAMPAIGNS}
+        self._clear()
+        self._campaigns = {k: cell for k, cell in cells.items() if k[2] != ALL_CAMPAIGNS}
+        if not overall:
+            return
+        self._t_ref = self._latest = max(cell[3] for cell in overall.values())
+        for (op, cat), (s, n, v, at) in overall.items():
+            o, c = self._op_row(op), self._cat_col(cat)
+            self._m[:, c, o] = np.array([s, n, v]) * self._decay(self._t_ref - at)
+            self._at[c, o] = at
+        self._by_op = self._m[:2].sum(axis=1)
+        self._by_cat = self._m.sum(axis=2)
+        self._all = self._by_cat.sum(axis=1)
+        self._version += 1
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def snapshot(self) -> list[PerformanceRow]:
+        """Every cell with calls as plain rows, those over all campaigns first, sorted by key.
+
+        `restore(snapshot())` gives a book with the same estimates at any later `now`.
+        """
+        cells = []
+        for c, o in zip(*np.nonzero(self._m[_N] > 0), strict=True):
+            at = float(self._at[c, o])
+            s, n, v = (float(x) for x in self._m[:, c, o] * self._decay(at - self._t_ref))
+            cells.append(((self._op_ids[o], self._cat_names[c], ALL_CAMPAIGNS), (s, n, v, at)))
+        cells.sort()
+        cells += sorted(self._campaigns.items())
+        return [
+            PerformanceRow(
+                operator_id=op,
+                category=cat,
+                campaign_id=camp,
+                successes=s,
+                trials=n,
+                value=v,
+                updated_at=at,
+            )
+            for (op, cat, camp), (s, n, v, at) in cells
+        ]
+
+    def estimate(
+        self, operator_id: str, category: str, now: float, *, campaign_id: str = ALL_CAMPAIGNS
+    ) -> Estimate:
+        """The posterior of `operator_id` in `category` at `now` (see the module doc).
+
+        With a `campaign_id`, the operator's figures over all campaigns are the prior (with
+        `campaign_strength` pseudo-calls) and their calls in that campaign the evidence.
+        """
+        row = self._ops.get(operator_id, len(self._op_ids))  # past the last: the zero row
+        alpha, beta, value, prior, s, n = self._compute(category, now, np.array([row]))
+        a, b = float(alpha[0]), float(beta[0])
+        est = Estimate(
+            mean=a / (a + b),
+            alpha=a,
+            beta=b,
+            prior_mean=float(prior[0]),
+            trials=float(n[0]),
+            successes=float(s[0]),
+            value_per_success=float(value[0]),
+        )
+        if campaign_id == ALL_CAMPAIGNS:
+            return est
+        cs, cn, cv, at = self._campaigns.get((operator_id, category, campaign_id), (0.0,) * 4)
+        d = self._decay(max(now, self._latest) - at)
+        cs, cn, cv = cs * d, cn * d, cv * d
+        k, kv = self.settings.campaign_strength, self.settings.value_strength
+        a, b = k * est.mean + cs, k * (1.0 - est.mean) + max(cn - cs, 0.0)
+        return Estimate(
+            mean=a / (a + b),
+            alpha=a,
+            beta=b,
+            prior_mean=est.mean,
+            trials=cn,
+            successes=cs,
+            value_per_success=(cv + kv * est.value_per_success) / (cs + kv),
+        )
+
+    def sample(
+        self, operator_id: str, category: str, rng: np.random.Generator, now: float
+    ) -> float:
+        """One draw from the posterior of `estimate(...)`, using `rng` (Thompson sampling)."""
+        est = self.estimate(operator_id, category, now)
+        return float(rng.beta(est.alpha, est.beta))
+
+    def posteriors(self, category: str, now: float) -> Posteriors:
+        """Every known operator's posterior for `category`, and a new operator's (last row).
+
+        The same numbers as `estimate` over all campaigns, computed for all operators in a few
+        array operations (about 0.1 ms for 1,000 operators and 200 categories).
+        """
+        # One row past the last operator is all zeros: the new operator's row.
+        alpha, beta, value, prior, _, _ = self._compute(category, now, slice(0, len(self._ops) + 1))
+        for array in (alpha, beta, value, prior):
+            array.flags.writeable = False
+        return Posteriors(
+            category=category,
+            alpha=alpha,
+            beta=beta,
+            prior_mean=prior,
+            value_per_success=value,
+            index=self._ops,
+        )
+
+    @property
+    def version(self) -> int:
+        """A number that changes whenever the counts change (for caches of `posteriors`)."""
+        return self._version
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _compute(
+        self, category: str, now: float, rows: slice | NDArray[np.intp]
+    ) -> tuple[Floats, Floats, Floats, Floats, Floats, Floats]:
+        """alpha, beta, value per success, prior mean, successes and trials of `rows`."""
+        st = self.settings
+        f = self._decay(max(now, self._latest) - self._t_ref)
+        nc, c = len(self._cat_names), self._cats.get(category)
+        all_s, all_n, all_v = (float(x) for x in self._all * f)
+        rate_all = (all_s + st.overall_strength * st.prior_rate) / (all_n + st.overall_strength)
+        cat_s, cat_n, cat_v = self._by_cat[:, :nc] * f
+        rates = (cat_s + st.category_strength * rate_all) / (cat_n + st.category_strength)
+        e_op = (rates @ self._m[_N][:nc, rows]) * f  # successes the category rates predict
+        s_op, n_op = self._by_op[:, rows] * f
+        if c is None:
+            s = n = v = np.zeros_like(s_op)
+            c_s = c_n = c_v = 0.0
+            c_rate = rate_all
+        else:
+            s, n, v = self._m[:, c, rows] * f
+            c_s, c_n, c_v, c_rate = cat_s[c], cat_n[c], cat_v[c], rates[c]
+        # Leave the cell out of the levels above it, so that its calls count once.
+        sc, nc_ = np.maximum(c_s - s, 0.0), np.maximum(c_n - n, 0.0)
+        cat_rate = (sc + st.category_strength * rate_all) / (nc_ + st.category_strength)
+        so, no = np.maximum(s_op - s, 0.0), np.maximum(n_op - n, 0.0)
+        eo = np.maximum(e_op - n * c_rate, 0.0)
+        expected = np.where(no > _EPS, eo / np.maximum(no, _EPS), rate_all)
+        skill = (so + st.operator_strength * expected) / (no + st.operator_strength)
+        z = _logit(cat_rate) + _logit(skill) - _logit(expected)
+        prior = 1.0 / (1.0 + np.exp(-z))
+        alpha = st.strength * prior + s
+        beta = st.strength * (1.0 - prior) + np.maximum(n - s, 0.0)
+        # Until any value is recorded one confirmation is worth 1, so revenue ranks as rate.
+        per_success = all_v / all_s if all_v > 0 and all_s > 0 else 1.0
+        kv = st.value_strength
+        cat_value = (np.maximum(c_v - v, 0.0) + kv * per_success) / (sc + kv)
+        value = (v + kv * cat_value) / (s + kv)
+        return alpha, beta, value, prior, s, n
+
+    def _decay(self, dt: float) -> float:
+        return float(np.exp2(-dt / self.settings.half_life_s))
+
+    def _weight(self, now: float) -> float:
+        exponent = (now - self._t_ref) / self.settings.half_life_s
+        if exponent > _RESCALE_AT:
+            # Bring the reference time forward before the scaled counts overflow a float.
+            factor = float(np.exp2(-exponent))
+            for counts in (self._m, self._by_op, self._by_cat, self._all):
+                counts *= factor
+            self._t_ref, exponent = now, 0.0
+        return float(np.exp2(exponent))
+
+    def _op_row(self, operator_id: str) -> int:
+        o = self._ops.get(operator_id)
+        if o is None:
+            o = self._ops[operator_id] = len(self._op_ids)
+            self._op_ids.append(operator_id)
+            # Keep a spare zero row past the last operator: it is the new operator's.
+            if o + 1 >= self._m.shape[2]:
+                self._grow(ops=2 * self._m.shape[2], cats=self._m.shape[1])
+        return o
+
+    def _cat_col(self, category: str) -> int:
+        c = self._cats.get(category)
+        if c is None:
+            c = self._cats[category] = len(self._cat_names)
+            self._cat_names.append(category)
+            if c >= self._m.shape[1]:
+                self._grow(ops=self._m.shape[2], cats=2 * self._m.shape[1])
+        return c
+
+    def _grow(self, *, ops: int, cats: int) -> None:
+        _, c0, o0 = self._m.shape
+        m, at = np.zeros((3, cats, ops)), np.full((cats, ops), np.nan)
+        by_op, by_cat = np.zeros((2, ops)), np.zeros((3, cats))
+        m[:, :c0, :o0], at[:c0, :o0] = self._m, self._at
+        by_op[:, :o0], by_cat[:, :c0] = self._by_op, self._by_cat
+        self._m, self._at, self._by_op, self._by_cat = m, at, by_op, by_cat
+
+
+def _check_row(row: PerformanceRow) -> None:
+    if not row.operator_id:
+        raise InvalidValue("a row needs a non-empty operator id")
+    numbers = (row.successes, row.trials, row.value, row.updated_at)
+    if not all(math.isfinite(x) for x in numbers):
+        raise InvalidValue(f"{row} has a number that is not finite")
+    if min(row.successes, row.trials, row.value) < 0:
+        raise InvalidValue(f"{row} has a negative count")
+    if row.successes > row.trials * (1 + 1e-9) + 1e-9:
+        raise InvalidValue(f"{row} has more successes than trials")
