@@ -3,7 +3,7 @@
 Topics (relative to the MQTT prefix; `docs/events.md` documents each with an example):
 
 - ``operators/{id}/state``, ``calls/{id}``, ``operators/{id}/screenpop``,
-  ``operators/{id}/alerts``: published by the daemon;
+  ``operators/{id}/alerts``, ``campaigns/{id}/state``: published by the daemon;
 - ``campaigns/{id}/stats``: published every few seconds by `publish_campaign_stats()`;
 - ``crm/stats``: published by the CRM bridge (`CRM_STATS_TOPIC`); the wallboard shows its
   ``sync_lag_s``.

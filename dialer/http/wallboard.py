@@ -117,7 +117,7 @@ def bus_event(message: BusMessage, now: float) -> str | None:
     if topic_matches("operators/+/alerts", topic):
         keep = ("operator_id", "kind", "call_id", "order_id")
         return sse("alert", {"operator_id": topic.split("/")[1], **{k: p.get(k) for k in keep}})
-    if topic_matches("campaigns/+", topic):  # the engine's pause / resume notice
+    if topic_matches("campaigns/+/state", topic):  # the engine's pause / resume notice
         return sse("campaign", dict(p))
     if topic == CRM_STATS_TOPIC:
         return sse("crm", dict(p))
