@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import platform
 import re
 import statistics
 import sys
@@ -35,14 +34,13 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.common import machine, write_section
 from pbx import AmiClient, Originate
 from pbx.events import parse_event
 from pbx.protocol import AmiParser, Frame, encode, encode_banner
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "fixtures" / "ami-golden"
-DOCS = ROOT / "docs" / "benchmarks.md"
-START, END = "<!-- ami_throughput:start -->", "<!-- ami_throughput:end -->"
 USER, SECRET = "obzvon", "obzvon"
 READ_SIZE = 65536
 NUMBER = "79001234560"
@@ -285,19 +283,6 @@ def _figures(rate: float, latencies: list[float], elapsed: float) -> OriginateFi
     )
 
 
-def machine() -> str:
-    model = "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return (
-        f"{os.cpu_count()} CPU ({model}), Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}"
-    )
-
-
 @contextlib.asynccontextmanager
 async def peer_process(*args: str) -> AsyncIterator[int]:
     """The AMI peer in another process, as Asterisk is: its work does not eat the client's
@@ -392,7 +377,7 @@ async def run(n_events: int, seconds: float, repeats: int) -> str:
         [
             "## AMI throughput (`pbx/`)",
             "",
-            f"Machine: {machine()}; load average {load:.1f} when the run started.",
+            f"Machine: {machine()}.",
             "",
             f"Command: `python -m benchmarks.ami_throughput --events {n_events} "
             f"--seconds {seconds:g} --repeats {repeats}`",
@@ -408,17 +393,6 @@ async def run(n_events: int, seconds: float, repeats: int) -> str:
             *notes,
         ]
     )
-
-
-def update_docs(section: str) -> None:
-    block = f"{START}\n{section}{END}\n"
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + block + rest.split(END, 1)[1].lstrip("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    DOCS.write_text(text)
 
 
 async def serve_sim() -> None:
@@ -460,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     section = asyncio.run(run(args.events, args.seconds, args.repeats))
     print(section)
     if not args.no_docs:
-        update_docs(section)
+        write_section("ami_throughput", section)
     return 0
 
 
