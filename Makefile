@@ -33,6 +33,7 @@ pytest: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.ami_throughput
+	$(BIN)/python -m benchmarks.speed_to_lead
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
