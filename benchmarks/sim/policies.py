@@ -1,0 +1,146 @@
+"""The engine's objects for a scenario: campaign rules, operator profiles and routing policies.
+
+Pacers come from `dialer.engine.pacing.make_pacer` and routing policies from `acd.routing`
+(and `acd.routing_learned` where it exists), exactly as the daemon builds them; only the two
+oracles (`benchmarks.sim.oracle`) are the simulator's own.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import time
+from typing import Any, Final
+
+from acd.profile import OperatorProfile
+from acd.routing import LongestIdle, RandomRouting, RoutingPolicy, StaticTiers
+from benchmarks.sim.oracle import OracleRouting
+from benchmarks.sim.scenario import Scenario
+from benchmarks.sim.world import World
+from dialer.engine.campaign import CallingWindow, CampaignRules
+
+__all__ = [
+    "CAMPAIGN_ID",
+    "PACING_NAMES",
+    "ROUTING_NAMES",
+    "Router",
+    "campaign_rules",
+    "make_router",
+    "performance_routing_available",
+    "profiles",
+]
+
+CAMPAIGN_ID: Final = "confirm"
+PACING_NAMES: Final = ("progressive", "adaptive", "predictive", "oracle")
+ROUTING_NAMES: Final = ("random", "longest-idle", "static-tiers", "performance", "oracle")
+
+# How a handled call is reported to a learning router: (operator, category, confirmed, value, now)
+OutcomeSink = Callable[[str, str, bool, float, float], None]
+
+
+def campaign_rules(scenario: Scenario) -> CampaignRules:
+    """The confirmation campaign the scenario's `[campaign]` and `[customers]` describe."""
+    c = scenario.campaign
+    window = c.window_span()
+    start = window.start
+    end = time(0, 0) if window.end_is_midnight else window.end
+    return CampaignRules(
+        id=CAMPAIGN_ID,
+        pacing=c.pacing if c.pacing != "oracle" else "progressive",
+        abandon_target=c.abandon_target,
+        calling_window=CallingWindow(start=start, end=end),
+        wrapup_s=scenario.operators.wrapup_s,
+        connect_budget_s=c.connect_budget_s,
+        ring_timeout_s=scenario.customers.no_answer_timeout_s,
+        operator_ring_timeout_s=c.operator_ring_timeout_s,
+        amd=c.amd,
+        max_attempts=c.max_attempts,
+        max_attempts_per_day=c.max_attempts_per_day,
+        shop_name=scenario.name,
+        timezone=c.timezone,
+    )
+
+
+def profiles(world: World) -> list[OperatorProfile]:
+    """One profile per simulated operator, with the admin's skill levels.
+
+    The board's wrap-up limit is set well past the longest simulated wrap-up (twice the mean),
+    so every call gets its disposition from the operator, not from the limit running out.
+    """
+    limit = 2.0 * world.scenario.operators.wrapup_s + 60.0
+    return [
+        OperatorProfile(
+            id=op.id,
+            endpoint=f"PJSIP/{op.id}",
+            campaigns=frozenset({CAMPAIGN_ID}),
+            skills=op.levels,
+            wrapup_s=limit,
+        )
+        for op in world.operators
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Router:
+    """A routing policy and, for a learning one, where handled calls' outcomes go."""
+
+    policy: RoutingPolicy
+    record: OutcomeSink | None = None
+
+
+def _learned_module() -> Any | None:
+    try:
+        return importlib.import_module("acd.routing_learned")
+    except ImportError:
+        return None
+
+
+def performance_routing_available() -> bool:
+    """Whether `acd.routing_learned.PerformanceRouting` can be imported."""
+    module = _learned_module()
+    return module is not None and hasattr(module, "PerformanceRouting")
+
+
+def _performance(seed: int) -> Router:
+    """`acd.routing_learned.PerformanceRouting`, fed every handled call as the daemon feeds it."""
+    module = _learned_module()
+    if module is None or not hasattr(module, "PerformanceRouting"):
+        raise ValueError("performance routing (acd.routing_learned.PerformanceRouting) is absent")
+    from acd.performance import ALL_CAMPAIGNS, PerformanceBook
+
+    cls = module.PerformanceRouting
+    params = inspect.signature(cls).parameters
+    kwargs: dict[str, Any] = {}
+    book = PerformanceBook()
+    if "book" in params:
+        kwargs["book"] = book
+    if "seed" in params:
+        kwargs["seed"] = seed
+    if "rng" in params:
+        import numpy as np
+
+        kwargs["rng"] = np.random.default_rng(seed)
+    policy = cls(**kwargs)
+    book = getattr(policy, "book", book)
+
+    def record(operator_id: str, category: str, confirmed: bool, value: float, now: float) -> None:
+        book.record(operator_id, category, ALL_CAMPAIGNS, confirmed, value, now)
+
+    return Router(policy=policy, record=record)
+
+
+def make_router(name: str, world: World, seed: int) -> Router:
+    """The routing policy called `name` (one of `ROUTING_NAMES`) for `world`."""
+    if name == "random":
+        return Router(RandomRouting(seed))
+    if name == "longest-idle":
+        return Router(LongestIdle())
+    if name == "static-tiers":
+        return Router(StaticTiers())
+    if name == "performance":
+        return _performance(seed)
+    if name == "oracle":
+        return Router(OracleRouting(world.rate))
+    raise ValueError(f"unknown routing {name!r}; valid: {', '.join(ROUTING_NAMES)}")
