@@ -111,7 +111,7 @@ async def test_a_routed_call_pops_up_with_qos_1_and_topics_match_the_docs(tmp_pa
     pop = received["operators/{id}/screenpop"]
     assert str(pop.topic) == f"{prefix}/operators/{OPERATOR}/screenpop"
     assert pop.qos == 1
-    card = json.loads(pop.payload)  # type: ignore[arg-type]
+    card = json.loads(pop.payload)
     assert card["v"] == 1 and card["customer_name"] == "Ирина"
     assert card["phone_masked"] == "+7900***2233"
 
@@ -122,6 +122,6 @@ async def test_a_routed_call_pops_up_with_qos_1_and_topics_match_the_docs(tmp_pa
         "calls/{id}",
         "campaigns/{id}/stats",
     ):
-        payload = json.loads(received[pattern].payload)  # type: ignore[arg-type]
+        payload = json.loads(received[pattern].payload)
         assert set(payload) == set(docs[pattern]), pattern
         assert docs[pattern]["v"] == 1

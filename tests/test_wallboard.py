@@ -80,7 +80,6 @@ async def serve(app: FastAPI) -> AsyncIterator[str]:
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     config.timeout_graceful_shutdown = 1
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
     for _ in range(1000):  # at most 10 s
         if server.started or task.done():

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from websockets.asyncio.client import ClientConnection, connect
 
 from acd.states import OperatorState
@@ -224,6 +225,7 @@ def settings_for(tmp_path: Path) -> Settings:
 def mount(rt: Runtime) -> None:
     """The wallboard and the supervisor's routes on the runtime's app, as the daemon wires them."""
     app = rt.http.config.app
+    assert isinstance(app, FastAPI)
     targets = {c.id: c.abandon_target for c in rt.settings.campaigns}
     app.include_router(
         wallboard_router(
