@@ -86,7 +86,7 @@ class SlidingCounts:
         key = math.floor(now)
         if self._size > self._head:
             newest = int(self._keys[self._size - 1])
-            if key <= newest - self.retention_s:
+            if key <= math.floor(newest - self.retention_s):
                 return
             if key == newest:
                 self._cum[self._size - 1, kind] += count
@@ -141,7 +141,9 @@ class SlidingCounts:
     def _prune(self, newest: int) -> None:
         keys = self._keys[self._head : self._size]
         # A second at or before `newest - retention` can be in no window the caller may ask.
-        drop = int(np.searchsorted(keys, newest - self.retention_s, side="right"))
+        # (An integer bound: a float one would make numpy convert every key to compare.)
+        oldest_out = math.floor(newest - self.retention_s)
+        drop = int(np.searchsorted(keys, oldest_out, side="right"))
         if drop:
             self._before = self._cum[self._head + drop - 1].copy()
             self._head += drop
