@@ -200,7 +200,8 @@ def recordings_router(
 ) -> APIRouter:
     """``GET /recordings/{channel_id}`` (signed link, no token), ``GET
     /api/orders/{order_id}/recordings`` (supervisors and admins) and ``GET
-    /api/operators/{operator_id}/recordings`` (supervisors, admins, and the operator themself);
+    /api/operators/{operator_id}/recordings`` (supervisors, admins, and the operator themself,
+    also as ``/api/operators/me/recordings``);
     listings carry a signed ``url`` per recording."""
     router = APIRouter()
     Who = Annotated[Principal, Depends(authenticated(authenticate))]
@@ -248,6 +249,8 @@ def recordings_router(
 
     @router.get("/api/operators/{operator_id}/recordings")
     async def of_operator(operator_id: str, who: Who, limit: Limit = 200) -> list[dict[str, Any]]:
+        if operator_id == "me":
+            operator_id = who.id
         if who.id != operator_id and not allowed(who, Permission.RECORDINGS):
             raise Forbidden("only your own recordings")
         return listing(await recordings(db, operator_id=operator_id, limit=limit))

@@ -154,6 +154,7 @@ async def test_listings_by_order_and_operator_carry_signed_links_for_those_allow
     async with httpx.AsyncClient() as c:
         by_order = await c.get(f"{base}/api/orders/{order}/recordings", headers=bearer("sup-token"))
         own = await c.get(f"{base}/api/operators/1001/recordings", headers=bearer("op-token"))
+        mine = await c.get(f"{base}/api/operators/me/recordings", headers=bearer("op-token"))
         colleague = await c.get(f"{base}/api/operators/1002/recordings", headers=bearer("op-token"))
         order_as_operator = await c.get(
             f"{base}/api/orders/{order}/recordings", headers=bearer("op-token")
@@ -162,7 +163,9 @@ async def test_listings_by_order_and_operator_carry_signed_links_for_those_allow
         fetched = await c.get(base + item["url"])
     assert by_order.status_code == 200 and item["channel_id"] == channel
     assert item["duration_s"] == pytest.approx(114.0)
-    assert [r["channel_id"] for r in own.json()] == [channel]
+    assert (
+        [r["channel_id"] for r in own.json()] == [channel] == [r["channel_id"] for r in mine.json()]
+    )
     assert colleague.status_code == 403 and order_as_operator.status_code == 403
     assert fetched.status_code == 200 and fetched.content == AUDIO
 

@@ -34,6 +34,8 @@ from dialer.engine import events as ev
 from dialer.events_schema import floor_snapshot
 from dialer.http.supervisor import EngineSupervision, supervisor_router
 from dialer.http.wallboard import wallboard_router
+from dialer.recordings import RecordingLinks, recordings_router
+from dialer.reports import reports_router, today_by_category
 from dialer.storage import repo
 from dialer.store import lead_of
 from dialer.telephony import DialSettings
@@ -49,6 +51,7 @@ if CHROMIUM is None:
 SCALE = 10.0
 START = datetime(2026, 6, 15, 9, 0, tzinfo=UTC).timestamp()  # noon in Moscow
 FIRST, SECOND, SUPERVISOR = "2001", "2002", "9001"
+REPORT_TZ = "Europe/Moscow"
 IDLE_OPERATORS = 150  # offline, for a floor of realistic size
 FLAGS = (
     "--headless",
@@ -223,34 +226,51 @@ def settings_for(tmp_path: Path) -> Settings:
 
 
 def mount(rt: Runtime) -> None:
-    """The wallboard and the supervisor's routes on the runtime's app, as the daemon wires them."""
+    """Every router of the wallboard's family on the runtime's app, wired as `open_runtime()`
+    wires them (docs/wallboard.md)."""
+    settings, clock, db, control = rt.settings, rt.clock, rt.db, rt.control
     app = rt.http.config.app
     assert isinstance(app, FastAPI)
-    targets = {c.id: c.abandon_target for c in rt.settings.campaigns}
+    abandon_targets = {c.id: c.abandon_target for c in settings.campaigns}
     app.include_router(
         wallboard_router(
             bus=rt.bus,
             snapshot=lambda: floor_snapshot(
-                engine=rt.engine, board=rt.board, now=rt.clock.now(), abandon_targets=targets
+                engine=rt.engine, board=rt.board, now=clock.now(), abandon_targets=abandon_targets
             ),
-            authenticate=rt.control.authenticate,
-            now=rt.clock.now,
+            authenticate=control.authenticate,
+            now=clock.now,
+            today=lambda: today_by_category(db, now=clock.now(), tz=REPORT_TZ),
         )
     )
     supervision = EngineSupervision(
         board=rt.board,
         submit=rt.daemon.submit,
-        now=rt.clock.now,
+        now=clock.now,
         spy=rt.ami.spy,
-        endpoints={o.id: o.endpoint for o in rt.settings.operators if o.role != "operator"},
+        endpoints={o.id: o.endpoint for o in settings.operators if o.role != "operator"},
     )
     app.include_router(
         supervisor_router(
-            supervision=supervision,
-            authenticate=rt.control.authenticate,
-            db=rt.db,
-            now=rt.clock.now,
+            supervision=supervision, authenticate=control.authenticate, db=db, now=clock.now
         )
+    )
+    secret = settings.http.recording_url_secret
+    links = RecordingLinks.from_settings(
+        secret.get_secret_value() if secret is not None else None,
+        ttl_s=settings.http.recording_url_ttl_s,
+        now=clock.now,
+    )
+    app.include_router(
+        recordings_router(
+            db=db,
+            links=links,
+            authenticate=control.authenticate,
+            roots=[Path(server.recordings_dir) for server in settings.ami],
+        )
+    )
+    app.include_router(
+        reports_router(db=db, authenticate=control.authenticate, now=clock.now, tz=REPORT_TZ)
     )
 
 
@@ -302,6 +322,7 @@ async def test_the_floor_in_a_browser_shows_calls_live_and_pauses_an_operator(
     assert report["call_on_tile_after_s"] < 1.0
     assert report["same_tile_node"] is True
     assert report["paused"] == (OperatorState.PAUSED, "supervisor")
+    assert report["report_header"] == "campaign id"
 
 
 async def in_the_browser(rt: Runtime, page: Page, report: dict[str, Any]) -> None:
@@ -349,6 +370,14 @@ async def in_the_browser(rt: Runtime, page: Page, report: dict[str, Any]) -> Non
     view = rt.board.get(SECOND)
     report["paused"] = (view.state, view.pause_reason)
     await page.wait_for(f"document.getElementById('op-{SECOND}').dataset.state === 'paused'")
+
+    # the Reports tab reads a report with the same token
+    await page.click("[data-tab=reports]")
+    await page.js("document.getElementById('report-name').value = 'abandons'")
+    await page.click("#report-form button[type=submit]")
+    report["report_header"] = await page.wait_for(
+        "document.querySelector('#report-table th')?.textContent"
+    )
 
 
 async def _event(page: Page, method: str) -> dict[str, Any]:
