@@ -23,14 +23,13 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from benchmarks.fraud_base import machine
+from benchmarks.common import machine, write_section
 from crm_bridge.adapter import CallDirection, CallRecord, CallResult, CrmOrder
 from crm_bridge.http import RetryPolicy
 from crm_bridge.intake.numbering import NumberingPlan
 from crm_bridge.intake.order import AcceptedOrder, IntakeRules, intake
 from crm_bridge.retailcrm import RetailCrmAdapter, RetailCrmSettings
 
-START, END = "<!-- crm_sync:start -->", "<!-- crm_sync:end -->"
 T0 = datetime(2026, 1, 10, 9, 0, tzinfo=UTC)
 
 
@@ -177,20 +176,6 @@ def report(f: Figures, command: str, where: str) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str) -> None:
-    from benchmarks.fraud_base import DOCS
-
-    block = f"{START}\n{text.rstrip()}\n{END}\n"
-    current = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Benchmarks\n"
-    if START in current and END in current:
-        head, _, rest = current.partition(START)
-        _, _, tail = rest.partition(END)
-        updated = head + block + tail.lstrip("\n")
-    else:
-        updated = current.rstrip("\n") + "\n\n" + block
-    DOCS.write_text(updated, encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.crm_sync")
     parser.add_argument("--orders", type=int, default=5000)
@@ -205,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report(figures, command, where)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section("crm_sync", text)
     return 0 if figures.delivered_once and figures.rate_limited == 0 else 1
 
 

@@ -20,8 +20,6 @@ of whatever else runs.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import random
 import statistics
 import sys
@@ -34,11 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import machine, write_section
 from crm_bridge.intake.fraud import FraudBase, load_fraud_csv
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 SECTION = "## Fraud base (`crm_bridge/intake/fraud.py`)"
-START, END = "<!-- fraud_base:start -->", "<!-- fraud_base:end -->"
 TARGET_LOAD_S, TARGET_LOOKUP_US, TARGET_MB = 3.0, 5.0, 150.0
 
 
@@ -141,22 +138,6 @@ def run(count: int, lookups: int) -> Result:
     )
 
 
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (
-        f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}, load average {load:.1f} at start"
-    )
-
-
 def report(result: Result, command: str, where: str) -> str:
     def mark(ok: bool) -> str:
         return "met" if ok else "MISSED"
@@ -210,21 +191,6 @@ def report(result: Result, command: str, where: str) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str, path: Path = DOCS) -> None:
-    """Replace our marked section of the shared benchmarks page, or append it; other
-    sections are left byte for byte."""
-    block = f"{START}\n{text.rstrip()}\n{END}\n"
-    current = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if START in current and END in current:
-        head, _, rest = current.partition(START)
-        _, _, tail = rest.partition(END)
-        updated = head + block + tail.lstrip("\n")
-    else:
-        updated = current.rstrip("\n") + "\n\n" + block
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(updated, encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.fraud_base")
     parser.add_argument("--numbers", type=int, default=1_300_000)
@@ -239,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report(result, command, where)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section("fraud_base", text)
     met = (
         result.load_s < TARGET_LOAD_S
         and result.lookup_p50_us < TARGET_LOOKUP_US
