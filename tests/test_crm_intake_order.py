@@ -6,6 +6,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crm_bridge.intake.duplicates import RecentOrder
 from crm_bridge.intake.fraud import FraudBase
@@ -161,3 +163,23 @@ def test_input_that_is_not_an_object_is_rejected_as_a_whole() -> None:
 def test_multi_line_address_and_comment_are_allowed() -> None:
     order = accept(raw(delivery_address="ул. Ленина, 1\nподъезд 2", comment="a\r\nb\tc"))
     assert order.delivery_address == "ул. Ленина, 1\nподъезд 2"
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.dictionaries(st.sampled_from(sorted(raw())), JSON, max_size=14))
+def test_any_input_is_accepted_or_rejected_with_named_fields_never_raising(
+    changes: dict[str, Any],
+) -> None:
+    decision = intake(raw(**changes), rules=RULES, now=NOW)
+    if isinstance(decision, Rejected):
+        assert decision.errors
+        assert all(field for field, _ in decision.errors)
+    else:
+        assert decision.order.timezone.tz

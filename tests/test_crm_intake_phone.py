@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crm_bridge.intake.phone import InvalidPhone, InvalidReason, ValidPhone, normalise_phone
 
@@ -80,3 +82,15 @@ def test_invalid_result_keeps_the_input_for_the_operator() -> None:
     result = normalise_phone("8 900 123 45")
     assert isinstance(result, InvalidPhone)
     assert result.raw == "8 900 123 45"
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=80), st.sampled_from(["RU", "KZ", "BY", "UA", "DE"]))
+def test_any_text_gives_a_verdict_and_valid_numbers_are_e164(raw: str, region: str) -> None:
+    result = normalise_phone(raw, default_region=region)
+    if isinstance(result, ValidPhone):
+        assert result.e164.startswith("+") and result.e164[1:].isdigit()
+        assert 8 <= len(result.e164) <= 16
+        assert normalise_phone(result.e164) == result  # normalising is idempotent
+    else:
+        assert isinstance(result.reason, InvalidReason)
