@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # The modules whose types are checked strictly: the protocol and the policy code.
 MYPY_TARGETS := pbx dialer/engine acd
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck pytest bench clean browser
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -28,7 +28,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy $(MYPY_TARGETS)
 
-pytest: $(STAMP)
+# The wallboard's browser test drives Debian's Chromium over the DevTools protocol.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+pytest: $(STAMP) browser
 	$(BIN)/pytest -q
 
 bench: $(STAMP)

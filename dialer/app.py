@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import time
+from pathlib import Path
 
 import uvicorn
 
@@ -29,9 +30,14 @@ from dialer.daemon import Daemon
 from dialer.engine import events as ev
 from dialer.engine.campaign import CallingWindow, CampaignRules
 from dialer.engine.engine import DialerEngine
+from dialer.events_schema import floor_snapshot, publish_campaign_stats
 from dialer.http.app import create_app
 from dialer.http.schemas import Principal
+from dialer.http.supervisor import EngineSupervision, supervisor_router
+from dialer.http.wallboard import wallboard_router
 from dialer.metrics import SnapshotCollector, make_registry
+from dialer.recordings import RecordingLinks, recordings_router
+from dialer.reports import reports_router, today_by_category
 from dialer.storage.db import Database
 from dialer.storage.migrate import upgrade_async
 from dialer.store import Store
@@ -42,6 +48,9 @@ from pbx.commands import Hangup as AmiHangup
 from pbx.errors import PbxError
 
 log = logging.getLogger(__name__)
+
+# The zone reports and the wallboard's "today" are counted in.
+REPORT_TZ = "Europe/Moscow"
 
 
 def _time(minute: int) -> time:
@@ -197,6 +206,47 @@ async def open_runtime(
             SnapshotCollector(engine=engine, board=board, now=clock.now, ami=ami)
         )
         app = create_app(control, metrics=render)
+        abandon_targets = {c.id: c.abandon_target for c in settings.campaigns}
+        app.include_router(
+            wallboard_router(
+                bus=bus,
+                snapshot=lambda: floor_snapshot(
+                    engine=engine, board=board, now=clock.now(), abandon_targets=abandon_targets
+                ),
+                authenticate=control.authenticate,
+                now=clock.now,
+                today=lambda: today_by_category(db, now=clock.now(), tz=REPORT_TZ),
+            )
+        )
+        supervision = EngineSupervision(
+            board=board,
+            submit=daemon.submit,
+            now=clock.now,
+            spy=ami.spy,
+            endpoints={o.id: o.endpoint for o in settings.operators if o.role != "operator"},
+        )
+        app.include_router(
+            supervisor_router(
+                supervision=supervision, authenticate=control.authenticate, db=db, now=clock.now
+            )
+        )
+        secret = settings.http.recording_url_secret
+        links = RecordingLinks.from_settings(
+            secret.get_secret_value() if secret is not None else None,
+            ttl_s=settings.http.recording_url_ttl_s,
+            now=clock.now,
+        )
+        app.include_router(
+            recordings_router(
+                db=db,
+                links=links,
+                authenticate=control.authenticate,
+                roots=[Path(s.recordings_dir) for s in settings.ami],
+            )
+        )
+        app.include_router(
+            reports_router(db=db, authenticate=control.authenticate, now=clock.now, tz=REPORT_TZ)
+        )
         http = uvicorn.Server(
             uvicorn.Config(
                 app,
@@ -204,6 +254,8 @@ async def open_runtime(
                 port=settings.http.port,
                 log_level="warning",
                 lifespan="off",
+                # an open wallboard stream must not hold a shutdown
+                timeout_graceful_shutdown=2,
             )
         )
         http.install_signal_handlers = lambda: None  # type: ignore[method-assign]
@@ -257,6 +309,16 @@ def background_jobs(rt: Runtime) -> list[Callable[[], Awaitable[None]]]:
             prefix=m.topic_prefix,
         )
         jobs.append(forwarder.run)
+    targets = {c.id: c.abandon_target for c in rt.settings.campaigns}
+    jobs.append(
+        lambda: publish_campaign_stats(
+            bus=rt.bus,
+            engine=rt.engine,
+            now=rt.clock.now,
+            sleep=rt.clock.sleep,
+            abandon_targets=targets,
+        )
+    )
     return jobs
 
 

@@ -260,10 +260,15 @@ class Daemon:
                 )
             case cmd.Publish():
                 payload = dict(command.payload)
-                key = (
-                    payload.get("call_id") if command.kind == "call" else payload.get("operator_id")
-                )
-                topic = f"calls/{key}" if command.kind == "call" else f"operators/{key}/state"
+                match command.kind:
+                    case "call":
+                        topic = f"calls/{payload.get('call_id')}"
+                    case "operator":
+                        topic = f"operators/{payload.get('operator_id')}/state"
+                    case "campaign":
+                        topic = f"campaigns/{payload.get('campaign_id')}/state"
+                    case _:
+                        topic = f"{command.kind}/state"
                 self.bus.publish(topic, payload)
             case _:
                 log.error("no handler for command %s", type(command).__name__)
