@@ -30,7 +30,7 @@ import numpy as np
 from acd.board import OperatorView
 from acd.errors import InvalidValue
 from acd.fairness import FairnessGuard
-from acd.performance import PerformanceBook, Posteriors
+from acd.performance import PerformanceBook
 from acd.routing import RoutingRequest
 from acd.states import OperatorState
 
@@ -74,9 +74,10 @@ def fast_shortlist(
 class PerformanceRouting:
     """Thompson sampling on `book` under `fairness` (see the module doc).
 
-    `rng` is the only source of randomness. Per category the book's posteriors are cached until
-    the book changes or `now` moves more than `refresh_s` past the cached one (decay over a
-    minute is negligible next to a half-life of days).
+    `rng` is the only source of randomness. Each operator's own record in the book counts from
+    the next call on; the priors it is blended with (the category's and the operator's wider
+    record, which move little with one call) are recomputed at most every `refresh_s` per
+    category, which keeps a decision well under a millisecond.
     """
 
     name = "performance"
@@ -97,7 +98,6 @@ class PerformanceRouting:
         self.objective = Objective(objective)
         self.refresh_s = refresh_s
         self._rng = rng
-        self._cache: dict[str, tuple[int, float, Posteriors]] = {}
 
     def choose(
         self, request: RoutingRequest, candidates: Sequence[OperatorView], now: float
@@ -121,7 +121,7 @@ class PerformanceRouting:
         if max(calls) + 1 > guard.cap(min(calls)):
             allowed = np.flatnonzero(guard.within_quota(np.array(calls, dtype=np.int64)))
             views = [views[int(i)] for i in allowed]
-        post = self.posteriors(request.category or "", now)
+        post = self.book.posteriors(request.category or "", now, prior_max_age_s=self.refresh_s)
         get, new = post.index.get, len(post.alpha) - 1
         rows = np.array([get(v.profile.id, new) for v in views], dtype=np.intp)
         # The book's index may have grown since the arrays were made: treat those as new.
@@ -130,14 +130,3 @@ class PerformanceRouting:
         if self.objective is Objective.REVENUE:
             draws *= post.value_per_success[rows]
         return views[int(np.argmax(draws))]
-
-    def posteriors(self, category: str, now: float) -> Posteriors:
-        """The book's posteriors for `category`, from the cache when still fresh."""
-        hit = self._cache.get(category)
-        if hit is not None:
-            version, at, post = hit
-            if version == self.book.version and 0 <= now - at <= self.refresh_s:
-                return post
-        post = self.book.posteriors(category, now)
-        self._cache[category] = (self.book.version, now, post)
-        return post

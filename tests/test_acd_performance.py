@@ -272,22 +272,27 @@ def row(**kw: object) -> PerformanceRow:
 
 
 @pytest.mark.parametrize(
-    "bad",
+    "kw",
     [
-        [row(successes=3.0)],
-        [row(trials=-1.0)],
-        [row(value=math.nan)],
-        [row(), row(successes=0.5)],
-        [row(operator_id="")],
+        {"successes": 3.0},
+        {"trials": -1.0},
+        {"value": math.nan},
+        {"updated_at": math.inf},
+        {"operator_id": ""},
     ],
-    ids=["more wins than calls", "negative", "not a number", "twice", "no operator"],
+    ids=["more wins than calls", "negative", "not a number", "no time", "no operator"],
 )
-def test_restore_refuses_bad_rows_and_keeps_what_it_had(bad: list[PerformanceRow]) -> None:
+def test_a_row_that_makes_no_sense_cannot_be_built(kw: dict[str, object]) -> None:
+    with pytest.raises(InvalidValue):
+        row(**kw)
+
+
+def test_restore_refuses_a_key_given_twice_and_keeps_what_it_had() -> None:
     book = PerformanceBook()
     book.record("z", "garden", "confirm", True, 5.0, 100.0)
     before = book.snapshot()
     with pytest.raises(InvalidValue):
-        book.restore(bad)
+        book.restore([row(), row(successes=0.5)])
     assert book.snapshot() == before
 
 
@@ -314,3 +319,20 @@ def test_an_outcome_needs_an_operator_and_a_sane_value() -> None:
     with pytest.raises(InvalidValue):
         book.record("a", "cosmetics", "confirm", True, 1.0, math.inf)
     assert book.snapshot() == []
+
+
+def test_reused_priors_still_count_each_operators_latest_calls() -> None:
+    book = PerformanceBook(NO_DECAY)
+    feed(book, "a", "cosmetics", 50, 50, 0.0)
+    feed(book, "b", "cosmetics", 50, 50, 0.0)
+    before = book.posteriors("cosmetics", 10.0, prior_max_age_s=60.0)
+    feed(book, "a", "cosmetics", 40, 0, 20.0)
+    row = before.index["a"]
+    reused = book.posteriors("cosmetics", 30.0, prior_max_age_s=60.0)
+    assert reused.prior_mean[row] == before.prior_mean[row]
+    assert reused.alpha[row] == pytest.approx(before.alpha[row] + 40)
+    fresh = book.posteriors("cosmetics", 30.0)
+    assert fresh.prior_mean[row] != before.prior_mean[row]
+    assert fresh.alpha[row] == pytest.approx(book.estimate("a", "cosmetics", 30.0).alpha)
+    late = book.posteriors("cosmetics", 100.0, prior_max_age_s=60.0)
+    assert late.prior_mean[row] == pytest.approx(fresh.prior_mean[row])
