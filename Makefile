@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 # The modules whose types are checked strictly: the protocol and the policy code.
-MYPY_TARGETS := pbx dialer/engine acd
+MYPY_TARGETS := pbx dialer/engine acd crm_bridge
 
 .PHONY: demo test lint typecheck pytest bench clean browser
 
@@ -38,6 +38,8 @@ pytest: $(STAMP) browser
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.ami_throughput
 	$(BIN)/python -m benchmarks.speed_to_lead
+	$(BIN)/python -m benchmarks.fraud_base
+	$(BIN)/python -m benchmarks.crm_sync
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -153,3 +153,50 @@ def demo_cmd(
         per_day=orders_per_day,
         seed=seed,
     )
+
+
+@main.group("fraud")
+def fraud_group() -> None:
+    """The base of phone numbers that did not collect parcels (prepayment only)."""
+
+
+@fraud_group.command("load")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("var/fraud_base.npy"),
+    show_default=True,
+    help="Where to save the compact base the daemon loads.",
+)
+@click.option("--region", default="RU", show_default=True, help="Default region of the numbers.")
+def fraud_load_cmd(file: Path, out: Path, region: str) -> None:
+    """Load a CSV of phone numbers (one per line, or the first column) into the fraud base."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    from crm_bridge import CrmBridgeError
+    from crm_bridge.intake.fraud import load_fraud_csv
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=err,
+    ) as progress:
+        task = progress.add_task("reading", total=file.stat().st_size)
+        try:
+            base = load_fraud_csv(
+                file,
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+                default_region=region,
+            )
+        except CrmBridgeError as exc:
+            err.print(f"[red]✗[/red] {escape(str(exc))}", highlight=False)
+            sys.exit(2)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    saved = base.save(out)
+    stats = base.stats()
+    click.echo(
+        f"{stats.numbers:,} numbers kept, {stats.skipped_lines:,} lines skipped; saved to {saved}"
+    )

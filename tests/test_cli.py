@@ -90,3 +90,16 @@ def test_check_config_exit_code_is_two_with_every_problem(tmp_path: Path) -> Non
     code, _, err = asyncio.run(_run("check-config", str(bad), limit_s=30))
     assert code == 2
     assert "campaigns[0].abandon_target" in err and "campaigns[1].wrapup_s" in err
+
+
+def test_fraud_load_reads_a_csv_with_a_progress_bar_and_saves_the_base(tmp_path: Path) -> None:
+    csv = tmp_path / "fraud.csv"
+    csv.write_text("79001234567\n8 (900) 123-45-68\nnot a number\n+7 900 123 45 69\n")
+    out = tmp_path / "base.npy"
+    code, stdout, _ = asyncio.run(_run("fraud", "load", str(csv), "--out", str(out), limit_s=60))
+    assert code == 0
+    assert "3 numbers kept, 1 lines skipped" in stdout
+    from crm_bridge.intake.fraud import FraudBase
+
+    base = FraudBase.load(out)
+    assert base.contains("+79001234568") and not base.contains("+79001234560")
