@@ -60,6 +60,7 @@ class DaemonControl:
             since=view.since,
             pause_reason=view.pause_reason,
             call_id=view.call_id,
+            awaiting_disposition=self._engine.awaiting_disposition(operator_id),
         )
 
     async def operator_action(

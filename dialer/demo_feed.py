@@ -137,26 +137,22 @@ class OperatorBot:
                     break
                 await asyncio.sleep(0.1)
             await self._call(http, "post", "/api/operators/me/ready")
-            card: dict[str, Any] | None = None
-            call_id: str | None = None
-            talked = False
+            cards: dict[str, dict[str, Any] | None] = {}
             while True:
                 await asyncio.sleep(self.poll_s)
                 me = await self._call(http, "get", "/api/operators/me")
                 if me is None:
                     continue
-                on_call = me["state"] in ("reserved", "ringing", "talking")
-                if on_call and me.get("call_id") and me["call_id"] != call_id:
-                    call_id, talked = me["call_id"], False
-                    card = await self._call(http, "get", "/api/operators/me/call")
-                talked = talked or (on_call and me["state"] == "talking")
-                if not on_call and call_id is not None:
-                    # the call is over (wrap-up, or wrap-up already expired): say how it went
-                    if talked or me.get("call_id") == call_id:
-                        await self._dispose(http, call_id, card)
-                    call_id, card, talked = None, None, False
+                call_id = me.get("call_id")
+                if call_id and call_id not in cards:
+                    cards[call_id] = await self._call(http, "get", "/api/operators/me/call")
+                # every call of ours that ended: say how it went (late ones too, nothing lost)
+                for done in me.get("awaiting_disposition", []):
+                    await self._dispose(http, done, cards.pop(done, None))
                 if me["state"] == "paused" and me.get("pause_reason") == "no answer":
                     await self._call(http, "post", "/api/operators/me/ready")
+                if len(cards) > 100:  # calls that never reached us (released before talking)
+                    cards.clear()
 
     async def _dispose(
         self, http: httpx.AsyncClient, call_id: str, card: Mapping[str, Any] | None

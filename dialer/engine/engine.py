@@ -178,6 +178,17 @@ class DialerEngine:
         """The earliest time a `Tick` is needed to abandon a waiting customer, if any waits."""
         return self._flow.connector.next_deadline()
 
+    def awaiting_disposition(self, operator_id: str) -> list[str]:
+        """Calls of `operator_id` that ended and still wait for their disposition (in wrap-up,
+        or overdue), oldest first: what the operator's desktop must ask them about."""
+        pending = [
+            s
+            for s in self._book
+            if s.operator_id == operator_id
+            and s.state in (CallState.WRAP_UP, CallState.DISPOSITION_OVERDUE)
+        ]
+        return [s.call_id for s in sorted(pending, key=lambda s: s.queued_at)]
+
     def call(self, call_id: str) -> CallSession | None:
         """The open call `call_id` (read it, do not change it), or None."""
         return self._book.get(call_id)

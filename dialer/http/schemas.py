@@ -74,6 +74,8 @@ class OperatorStatus(BaseModel):
     since: float
     pause_reason: str | None = None
     call_id: str | None = None
+    # calls of theirs that ended without a disposition yet (wrap-up or overdue), oldest first
+    awaiting_disposition: list[str] = Field(default_factory=list)
 
 
 class OrderCard(BaseModel):
