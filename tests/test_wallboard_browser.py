@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
 from websockets.asyncio.client import ClientConnection, connect
 
 from acd.states import OperatorState
@@ -31,11 +30,6 @@ from dialer.clock import ScaledClock
 from dialer.config import CampaignSettings, OperatorSettings, Settings
 from dialer.config.models import DatabaseSettings, HttpSettings
 from dialer.engine import events as ev
-from dialer.events_schema import floor_snapshot
-from dialer.http.supervisor import EngineSupervision, supervisor_router
-from dialer.http.wallboard import wallboard_router
-from dialer.recordings import RecordingLinks, recordings_router
-from dialer.reports import reports_router, today_by_category
 from dialer.storage import repo
 from dialer.store import lead_of
 from dialer.telephony import DialSettings
@@ -225,55 +219,6 @@ def settings_for(tmp_path: Path) -> Settings:
     )
 
 
-def mount(rt: Runtime) -> None:
-    """Every router of the wallboard's family on the runtime's app, wired as `open_runtime()`
-    wires them (docs/wallboard.md)."""
-    settings, clock, db, control = rt.settings, rt.clock, rt.db, rt.control
-    app = rt.http.config.app
-    assert isinstance(app, FastAPI)
-    abandon_targets = {c.id: c.abandon_target for c in settings.campaigns}
-    app.include_router(
-        wallboard_router(
-            bus=rt.bus,
-            snapshot=lambda: floor_snapshot(
-                engine=rt.engine, board=rt.board, now=clock.now(), abandon_targets=abandon_targets
-            ),
-            authenticate=control.authenticate,
-            now=clock.now,
-            today=lambda: today_by_category(db, now=clock.now(), tz=REPORT_TZ),
-        )
-    )
-    supervision = EngineSupervision(
-        board=rt.board,
-        submit=rt.daemon.submit,
-        now=clock.now,
-        spy=rt.ami.spy,
-        endpoints={o.id: o.endpoint for o in settings.operators if o.role != "operator"},
-    )
-    app.include_router(
-        supervisor_router(
-            supervision=supervision, authenticate=control.authenticate, db=db, now=clock.now
-        )
-    )
-    secret = settings.http.recording_url_secret
-    links = RecordingLinks.from_settings(
-        secret.get_secret_value() if secret is not None else None,
-        ttl_s=settings.http.recording_url_ttl_s,
-        now=clock.now,
-    )
-    app.include_router(
-        recordings_router(
-            db=db,
-            links=links,
-            authenticate=control.authenticate,
-            roots=[Path(server.recordings_dir) for server in settings.ami],
-        )
-    )
-    app.include_router(
-        reports_router(db=db, authenticate=control.authenticate, now=clock.now, tz=REPORT_TZ)
-    )
-
-
 async def add_order(rt: Runtime, phone: str) -> None:
     at = datetime.fromtimestamp(rt.clock.now(), UTC)
     async with rt.db.session() as session:
@@ -306,7 +251,6 @@ async def test_the_floor_in_a_browser_shows_calls_live_and_pauses_an_operator(
         sim.script_number("79005550001", NumberScript("answer", ring_s=1.0, talk_s=60.0))
         dial = DialSettings(dial_template="PJSIP/{digits}@trunk", recordings_dir=str(tmp_path))
         async with open_runtime(settings, clock=clock, ami_port=sim.port, dial=dial) as rt:
-            mount(rt)
 
             async def scenario() -> None:
                 try:
