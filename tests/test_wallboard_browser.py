@@ -45,7 +45,6 @@ if CHROMIUM is None:
 SCALE = 10.0
 START = datetime(2026, 6, 15, 9, 0, tzinfo=UTC).timestamp()  # noon in Moscow
 FIRST, SECOND, SUPERVISOR = "2001", "2002", "9001"
-REPORT_TZ = "Europe/Moscow"
 IDLE_OPERATORS = 150  # offline, for a floor of realistic size
 FLAGS = (
     "--headless",
