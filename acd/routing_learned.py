@@ -31,7 +31,7 @@ from acd.board import OperatorView
 from acd.errors import InvalidValue
 from acd.fairness import FairnessGuard
 from acd.performance import PerformanceBook
-from acd.routing import RoutingRequest
+from acd.routing import RoutingRequest, eligible
 from acd.states import OperatorState
 
 _READY = OperatorState.READY
@@ -54,6 +54,7 @@ def fast_shortlist(
     holds the two equal on random boards.
     """
     campaign, category = request.campaign_id, request.category
+    language, region = request.language, request.region
     views = [
         v
         for v in candidates
@@ -61,11 +62,15 @@ def fast_shortlist(
         and v.registered
         and campaign in (p := v.profile).campaigns
         and (category is None or p.categories_only is None or category in p.categories_only)
+        # Without a language preference, supervisors can be set aside in the same pass.
+        and (language is not None or not p.supervisor)
     ]
-    language, region = request.language, request.region
-    if language is not None:
+    if language is None:
+        if not views:  # nobody but supervisors, if anyone: they take the call then
+            views = [v for v in candidates if v.profile.supervisor and eligible(request, v)]
+    else:
         views = [v for v in views if language in v.profile.languages] or views
-    views = [v for v in views if not v.profile.supervisor] or views
+        views = [v for v in views if not v.profile.supervisor] or views
     if region is not None:
         views = [v for v in views if region in v.profile.regions] or views
     return views
