@@ -26,6 +26,7 @@ from enum import StrEnum
 from typing import cast
 
 import numpy as np
+from numpy.typing import NDArray
 
 from acd.board import OperatorView
 from acd.errors import InvalidValue
@@ -122,16 +123,18 @@ class PerformanceRouting:
         if now - min(idle) >= guard.max_idle_s:
             first = guard.first_overdue(np.array(idle, dtype=np.float64), now)
             return min((views[int(i)] for i in first), key=lambda v: v.id)
-        calls = [v.calls_handled for v in views]
-        if max(calls) + 1 > guard.cap(min(calls)):
-            allowed = np.flatnonzero(guard.within_quota(np.array(calls, dtype=np.int64)))
-            views = [views[int(i)] for i in allowed]
         post = self.book.posteriors(request.category or "", now, prior_max_age_s=self.refresh_s)
         get, new = post.index.get, len(post.alpha) - 1
         rows = np.array([get(v.profile.id, new) for v in views], dtype=np.intp)
         # The book's index may have grown since the arrays were made: treat those as new.
         np.minimum(rows, new, out=rows)
+        calls = [v.calls_handled for v in views]
+        within: NDArray[np.intp] | None = None  # positions within quota, when not everyone is
+        if max(calls) + 1 > guard.cap(min(calls)):
+            within = np.flatnonzero(guard.within_quota(np.array(calls, dtype=np.int64)))
+            rows = rows[within]
         draws = self._rng.beta(post.alpha[rows], post.beta[rows])
         if self.objective is Objective.REVENUE:
             draws *= post.value_per_success[rows]
-        return views[int(np.argmax(draws))]
+        best = int(np.argmax(draws))
+        return views[best if within is None else int(within[best])]
