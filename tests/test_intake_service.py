@@ -29,6 +29,10 @@ from dialer.storage.models import Order, OrderStatus, OutboxEntry
 from tests.crm_servers.retailcrm import RetailCrmState, create_app
 from tests.crm_servers.serve import LoopbackServer
 
+# PostgreSQL runs the tests where it behaves differently (constraints, row locks); the
+# rest run on SQLite only, to keep the suite quick.
+SQLITE_ONLY = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+
 NOW = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
 RULES = IntakeRules()
 
@@ -150,6 +154,7 @@ async def test_a_number_that_cannot_be_called_is_stored_invalid_and_the_crm_told
     assert engine.events == []
 
 
+@SQLITE_ONLY
 async def test_a_second_order_from_the_same_phone_is_a_duplicate_and_not_called(
     database: Database,
 ) -> None:
@@ -171,6 +176,7 @@ async def test_a_second_order_from_the_same_phone_is_a_duplicate_and_not_called(
     assert engine.order_ids() == [str(first.order_id)]
 
 
+@SQLITE_ONLY
 async def test_a_duplicate_of_an_order_the_customer_rejected_is_flagged_and_called(
     database: Database,
 ) -> None:
@@ -205,6 +211,7 @@ async def test_orders_from_one_phone_taken_in_at_once_find_each_other(database: 
     assert len(engine.events) == 1
 
 
+@SQLITE_ONLY
 async def test_a_fraud_base_hit_is_called_with_prepayment_only(database: Database) -> None:
     engine = Engine()
     rules = IntakeRules(fraud_base=FraudBase.from_numbers(["79121234567"]))
@@ -216,6 +223,7 @@ async def test_a_fraud_base_hit_is_called_with_prepayment_only(database: Databas
     assert order.flag_reason is not None and "prepayment" in order.flag_reason
 
 
+@SQLITE_ONLY
 async def test_a_phone_from_another_region_waits_for_the_verification_time(
     database: Database,
 ) -> None:
@@ -235,6 +243,7 @@ async def test_a_phone_from_another_region_waits_for_the_verification_time(
     assert arrived.lead.next_attempt_at == (NOW + timedelta(hours=2)).timestamp()
 
 
+@SQLITE_ONLY
 async def test_a_refused_order_names_its_fields_and_stores_nothing(database: Database) -> None:
     engine = Engine()
     result = await service(database, engine).accept(
@@ -246,6 +255,7 @@ async def test_a_refused_order_names_its_fields_and_stores_nothing(database: Dat
     assert await orders(database) == [] and engine.events == []
 
 
+@SQLITE_ONLY
 async def test_an_order_the_engine_refuses_stays_stored_for_the_next_start(
     database: Database,
 ) -> None:
@@ -290,6 +300,7 @@ class CrashingCursor(CursorFile):
         super().save(cursor)
 
 
+@SQLITE_ONLY
 async def test_a_crash_before_the_cursor_is_saved_rereads_the_batch_and_stores_nothing_twice(
     database: Database, crm: tuple[RetailCrmState, LoopbackServer], tmp_path: Path
 ) -> None:
@@ -316,6 +327,7 @@ async def test_a_crash_before_the_cursor_is_saved_rereads_the_batch_and_stores_n
     assert intake.statistics().already_stored == 100
 
 
+@SQLITE_ONLY
 async def test_the_poll_outlives_a_crm_that_is_down_and_takes_every_order_once(
     database: Database, crm: tuple[RetailCrmState, LoopbackServer], tmp_path: Path
 ) -> None:
@@ -364,6 +376,7 @@ async def test_the_poll_outlives_a_crm_that_is_down_and_takes_every_order_once(
     assert max(pauses) >= 30  # a failed poll waits longer than the interval
 
 
+@SQLITE_ONLY
 async def test_an_order_intake_refuses_is_reported_to_the_crm_without_a_status_change(
     database: Database, crm: tuple[RetailCrmState, LoopbackServer], tmp_path: Path
 ) -> None:
