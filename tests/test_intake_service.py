@@ -393,3 +393,35 @@ async def test_an_order_intake_refuses_is_reported_to_the_crm_without_a_status_c
     payload: Mapping[str, Any] = message.payload
     assert message.order_id is None and payload["outcome"] == "not-taken"
     assert payload["external_id"] == str(order_id) and "items" in payload["reason"]
+
+
+# -- built from the settings ----------------------------------------------------------------
+
+
+async def test_the_settings_name_the_adapter_and_the_intake_rules(tmp_path: Path) -> None:
+    from pydantic import SecretStr
+
+    from crm_bridge.amocrm import AmoCrmAdapter
+    from crm_bridge.bitrix24 import Bitrix24Adapter
+    from dialer.config.models import CrmSettings
+    from dialer.crm_factory import first_cursor, intake_rules, make_adapter
+
+    key = SecretStr("k")
+    retail = make_adapter(CrmSettings(adapter="retailcrm", url="https://s.retail.ru", api_key=key))
+    amo = make_adapter(CrmSettings(adapter="amocrm", url="https://s.amocrm.ru", api_key=key))
+    bitrix = make_adapter(CrmSettings(adapter="bitrix24", url="https://s.bitrix24.ru/rest/1/k/"))
+    try:
+        assert isinstance(retail, RetailCrmAdapter) and isinstance(amo, AmoCrmAdapter)
+        assert isinstance(bitrix, Bitrix24Adapter)
+        assert make_adapter(CrmSettings()) is None
+        assert first_cursor(retail, NOW) == "date:2026-01-09 15:00:00"  # a day back, in Moscow
+        assert first_cursor(amo, NOW) is None
+    finally:
+        for adapter in (retail, amo, bitrix):
+            if adapter is not None:
+                await adapter.aclose()
+
+    FraudBase.from_numbers(["79121234567"]).save(tmp_path / "fraud.npy")
+    rules = intake_rules(CrmSettings(default_region="KZ"), fraud_base=tmp_path / "fraud.npy")
+    assert rules.default_region == "KZ" and rules.numbering_plan is None
+    assert rules.fraud_base is not None and rules.fraud_base.contains("79121234567")
