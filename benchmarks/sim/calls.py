@@ -123,7 +123,7 @@ class Sight:
         )
 
     def foresight(self, now: float) -> Foresight:
-        free: list[float] = []
+        free: list[tuple[float, float]] = []
         for op, state in self._states.items():
             if state == "offline" or op in self._leaving:
                 continue
@@ -135,8 +135,9 @@ class Sight:
             else:
                 call = self._op_calls.get(op)
                 at = call.release_at if call is not None else None
-            if at is not None and at < self._shift_end.get(op, math.inf):
-                free.append(max(at, now))
+            until = self._shift_end.get(op, math.inf)
+            if at is not None and at < until:
+                free.append((max(at, now), until))
         committed: list[Demand] = []
         for call in self._calls.values():
             if call.ended or call.operator_id is not None or call.answer_at is None:
@@ -148,7 +149,7 @@ class Sight:
             if answered is None:
                 answered = line_up + (self._amd_delay if self._rules.amd else 0.0)
             committed.append(self.demand(call.fate, call.machine, line_up, answered))
-        return Foresight(operators_free_at=tuple(free), committed=tuple(committed))
+        return Foresight(operators=tuple(free), committed=tuple(committed))
 
     def candidates(self, now: float) -> Iterator[Candidate]:
         rules = self._rules

@@ -79,11 +79,12 @@ def compare_pacing(
     progress: Progress | None = None,
 ) -> PacingComparison:
     """Run each pacing policy on the scenario's world; routing is the scenario's."""
-    world = World(scenario, seed)
-    results: dict[str, RunResult] = {}
     for name in policies:
         if name not in PACING_NAMES:
             raise ValueError(f"unknown pacing {name!r}; valid: {', '.join(PACING_NAMES)}")
+    world = World(scenario, seed)
+    results: dict[str, RunResult] = {}
+    for name in policies:
         report = None if progress is None else _named(progress, name)
         sim = Simulation(
             world,
@@ -172,6 +173,11 @@ def compare_routing(
 ) -> RoutingComparison:
     """Run each routing policy on `replications` worlds (seeds scenario.seed, +1, ...)."""
     names = list(policies or routing_policies())
+    for name in names:
+        if name not in ROUTING_NAMES:
+            raise ValueError(f"unknown routing {name!r}; valid: {', '.join(ROUTING_NAMES)}")
+        if name == "performance" and not performance_routing_available():
+            raise ValueError("performance routing (acd.routing_learned) is not present")
     if BASELINE not in names:
         names.insert(0, BASELINE)
     pacing = pacing or scenario.campaign.pacing

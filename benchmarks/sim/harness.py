@@ -16,10 +16,12 @@ next:
   wrap-up with a `Disposition` whose outcome is drawn from the operator's true rate;
 - `PlayAbandon` and `HangupCall`: the customer's channel hangs up.
 
-The engine is ticked every `tick_s` of virtual time while some lead may be dialled, and at
-`engine.next_deadline()`; while no lead is due and nobody waits, a tick could place no call,
-so the clock jumps to the next event. What a caller may rely on: the same world (scenario and
-seed) and policies give the same `RunResult` figures, bar `wall_s`.
+The engine is ticked every `tick_s` of virtual time while some lead may be dialled and some
+operator is logged in, and at `engine.next_deadline()`; otherwise a tick could place no call
+(every pacer scales with the operators logged in), so the clock jumps to the next event.
+
+What a caller may rely on: the same world (scenario and seed) and policies give the same
+`RunResult` figures, bar `wall_s`.
 """
 
 from __future__ import annotations
@@ -100,6 +102,7 @@ class Simulation:
         self._shift_end: dict[str, float] = {}
         self._ready_again: dict[str, float] = {}
         self._ready = 0
+        self._logged_in = 0
         self.recorder = Recorder(start=world.start, end=world.end, orders=len(world.orders))
         self.legs = Legs(
             world=world,
@@ -210,7 +213,8 @@ class Simulation:
         want: float | None = None
         if planned is None or planned > now + self.tick_s:
             if self.leads.any_due(now):
-                want = now + self.tick_s
+                # With nobody logged in no pacer places a call: the next login plans a tick.
+                want = now + self.tick_s if self._logged_in > 0 else None
             else:
                 want = self.leads.next_due_at()
         deadline = self.engine.next_deadline()
@@ -321,6 +325,7 @@ class Simulation:
         if before == state:
             return
         self._ready += (state == "ready") - (before == "ready")
+        self._logged_in += (state != "offline") - (before != "offline")
         self._op_state[op] = state
         self.recorder.operator_state(op, state, now)
         if state in ("ready", "paused", "offline"):

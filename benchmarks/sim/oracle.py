@@ -22,7 +22,7 @@ for every category: it gives each call the free operator most likely to confirm 
 
 from __future__ import annotations
 
-import heapq
+import math
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -66,10 +66,10 @@ class Candidate:
 
 @dataclass(frozen=True, slots=True)
 class Foresight:
-    """The future as it stands: when each logged-in operator will be free (before their shift
-    ends), and the calls already placed or waiting that will need one."""
+    """The future as it stands: each logged-in operator as (free from, logged in until), and
+    the calls already placed or waiting that will need an operator."""
 
-    operators_free_at: tuple[float, ...]
+    operators: tuple[tuple[float, float], ...]
     committed: tuple[Demand, ...]
 
 
@@ -82,40 +82,49 @@ class Clairvoyant(Protocol):
 
 
 def serves_in_time(
-    free_at: Sequence[float], committed: Sequence[Demand], new: Sequence[Demand]
+    operators: Sequence[tuple[float, float]], committed: Sequence[Demand], new: Sequence[Demand]
 ) -> bool:
     """Whether every `new` demand finds an operator by its deadline, and every committed one
     that would find one without them still does.
 
-    Demands are served in the order they are answered by the operator free earliest (the
+    `operators` are (free from, logged in until). Demands are served in the order they are
+    answered, each by the operator free earliest who is still logged in when taking it (the
     engine's first come first served line); a committed demand that cannot be served in time
     even without the new ones is lost anyway (it takes no operator).
     """
-    base = _baseline(free_at, committed)
-    return _served(free_at, base + [(d, True) for d in new]) is not None
+    base = _baseline(operators, committed)
+    return _served(operators, base + [(d, True) for d in new]) is not None
 
 
-def _baseline(free_at: Sequence[float], committed: Sequence[Demand]) -> list[tuple[Demand, bool]]:
+def _baseline(
+    operators: Sequence[tuple[float, float]], committed: Sequence[Demand]
+) -> list[tuple[Demand, bool]]:
     """The committed demands, each marked must-serve if it is served without any new one."""
-    served = _served(free_at, [(d, False) for d in committed]) or []
+    served = _served(operators, [(d, False) for d in committed]) or []
     return list(zip(committed, served, strict=True))
 
 
-def _served(free_at: Sequence[float], demands: list[tuple[Demand, bool]]) -> list[bool] | None:
+def _served(
+    operators: Sequence[tuple[float, float]], demands: list[tuple[Demand, bool]]
+) -> list[bool] | None:
     """Serve `(demand, must)` pairs in answer order; which were served, or None when a `must`
     demand was not. The result is in the order given."""
-    pool = list(free_at)
-    heapq.heapify(pool)
+    free = [list(op) for op in operators]
     served = [False] * len(demands)
     order = sorted(range(len(demands)), key=lambda i: (demands[i][0].answer_at, i))
     for i in order:
         demand, must = demands[i]
-        start = max(pool[0], demand.answer_at) if pool else float("inf")
-        if start > demand.deadline:
+        best: list[float] | None = None
+        start = math.inf
+        for op in free:
+            at = max(op[0], demand.answer_at)
+            if at < op[1] and at < start:
+                best, start = op, at
+        if best is None or start > demand.deadline:
             if must:
                 return None
             continue
-        heapq.heapreplace(pool, start + demand.hold_s)
+        best[0] = start + demand.hold_s
         served[i] = True
     return served
 
@@ -141,7 +150,9 @@ class OraclePacer:
         if snap.leads_available <= 0:
             return self._decided(snap, 0, "no leads")
         future = self._sight.foresight(snap.now)
-        base = _baseline(future.operators_free_at, future.committed)
+        if not future.operators:
+            return self._decided(snap, 0, "nobody logged in")
+        base = _baseline(future.operators, future.committed)
         new: list[tuple[Demand, bool]] = []
         chosen: list[str] = []
         reason = "every due lead placed"
@@ -153,7 +164,7 @@ class OraclePacer:
                 break
             if candidate.demand is not None:
                 trial = [*new, (candidate.demand, True)]
-                if _served(future.operators_free_at, base + trial) is None:
+                if _served(future.operators, base + trial) is None:
                     reason = "the next answer would find no operator in time"
                     break
                 new = trial

@@ -1,0 +1,169 @@
+"""The benchmark commands: `bench pacing` and `bench routing`.
+
+`bench` is a click group, registered in the `obzvon` CLI. Each
+command parses options, runs the simulator (`benchmarks.sim`), prints a table and, with
+`--json`, one JSON object on the last line of standard output. A scenario that does not
+validate is reported key by key on standard error with exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table as RichTable
+
+from benchmarks.sim.scenario import Scenario, ScenarioError, load_scenario
+from benchmarks.sim.tables import Table
+
+__all__ = ["bench"]
+
+_out = Console()
+_err = Console(stderr=True)
+
+ProgressFn = Callable[[str, float, float], None]
+
+
+def _scenario(value: str) -> Scenario:
+    try:
+        return load_scenario(value)
+    except ScenarioError as exc:
+        for problem in exc.problems:
+            _err.print(f"[red]✗[/red] {escape(exc.source)}: {escape(problem)}", highlight=False)
+        sys.exit(2)
+
+
+@contextmanager
+def _progress(enabled: bool | None) -> Iterator[ProgressFn | None]:
+    """A rich progress bar on standard error (by default only when it is a terminal)."""
+    if enabled is None:
+        enabled = _err.is_terminal
+    if not enabled:
+        yield None
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f} % of simulated time"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=_err, transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(label: str, done: float, total: float) -> None:
+            if label not in tasks:
+                tasks[label] = bar.add_task(label, total=total)
+            bar.update(tasks[label], completed=done)
+
+        yield update
+
+
+def _print(table: Table, title: str) -> None:
+    header, rows = table
+    rich_table = RichTable(title=title, title_justify="left")
+    for i, name in enumerate(header):
+        rich_table.add_column(name, justify="left" if i == 0 else "right")
+    for row in rows:
+        rich_table.add_row(*row)
+    _out.print(rich_table)
+
+
+_SCENARIO = click.option(
+    "--scenario",
+    "scenario_arg",
+    required=True,
+    help="A scenario file, or the name of one in benchmarks/scenarios/ (e.g. newyear-spike).",
+)
+_JSON = click.option(
+    "--json", "as_json", is_flag=True, help="End with the figures as one JSON object."
+)
+_PROGRESS = click.option(
+    "--progress/--no-progress", default=None, help="Show a progress bar (default: on a tty)."
+)
+
+
+@click.group("bench")
+def bench() -> None:
+    """Compare pacing and routing policies on simulated traffic (the real engine inside)."""
+
+
+@bench.command("pacing")
+@_SCENARIO
+@click.option(
+    "--policies",
+    default="progressive,adaptive,predictive,oracle",
+    show_default=True,
+    help="Comma-separated pacing policies.",
+)
+@click.option("--seed", type=int, help="Override the scenario's seed.")
+@_JSON
+@_PROGRESS
+def pacing_cmd(
+    scenario_arg: str, policies: str, seed: int | None, as_json: bool, progress: bool | None
+) -> None:
+    """Run each pacing policy on the same simulated days and compare them."""
+    from benchmarks.sim.compare import compare_pacing
+    from benchmarks.sim.tables import pacing_table, verdict_table
+    from benchmarks.sim.targets import pacing_verdicts
+
+    scenario = _scenario(scenario_arg)
+    names = [p.strip() for p in policies.split(",") if p.strip()]
+    with _progress(progress) as report:
+        try:
+            cmp = compare_pacing(scenario, names, seed=seed, progress=report)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--policies") from None
+    _print(pacing_table(cmp), f"pacing: {scenario.name}")
+    verdicts = pacing_verdicts(cmp)
+    if verdicts:
+        _print(verdict_table(verdicts), "targets")
+    if as_json:
+        click.echo(json.dumps(cmp.to_json()))
+
+
+@bench.command("routing")
+@_SCENARIO
+@click.option("--policies", help="Comma-separated routing policies (default: all present).")
+@click.option(
+    "--replications",
+    default=5,
+    show_default=True,
+    type=click.IntRange(1, 100),
+    help="Seeds to run each policy on (paired across policies).",
+)
+@click.option("--pacing", help="Pacing policy to run under (default: the scenario's).")
+@_JSON
+@_PROGRESS
+def routing_cmd(
+    scenario_arg: str,
+    policies: str | None,
+    replications: int,
+    pacing: str | None,
+    as_json: bool,
+    progress: bool | None,
+) -> None:
+    """Run each routing policy on the same simulated days and compare confirmed revenue."""
+    from benchmarks.sim.compare import compare_routing
+    from benchmarks.sim.tables import routing_table, verdict_table
+    from benchmarks.sim.targets import routing_verdicts
+
+    scenario = _scenario(scenario_arg)
+    names = [p.strip() for p in policies.split(",") if p.strip()] if policies else None
+    with _progress(progress) as report:
+        try:
+            cmp = compare_routing(
+                scenario, names, replications=replications, pacing=pacing, progress=report
+            )
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--policies") from None
+    _print(routing_table(cmp), f"routing: {scenario.name} ({replications} seeds)")
+    _print(verdict_table(routing_verdicts(cmp)), "targets")
+    if as_json:
+        click.echo(json.dumps(cmp.to_json()))
