@@ -13,14 +13,18 @@ list the engine hands the policy; building it is the engine's cost and is not ti
 
 Measured, each over 20,000 decisions on categories drawn at random (after 1,000 not timed):
 
-- **choose, book unchanged**: posteriors come from the policy's per-category cache;
+- **choose, book unchanged**: nothing recorded between decisions; priors reused;
 - **choose, an outcome recorded before each decision**: the live case, where every outcome
-  changes the book and the next decision recomputes its category's posteriors;
+  changes the book and the next decision reads the operators' current counts (the category's
+  priors are reused for up to a minute of book time, the policy's default `refresh_s`);
+- **… priors recomputed for each decision**: the worst case (`refresh_s=0`), as when calls of
+  many categories are routed seldom each;
 - **LongestIdle.choose** on the same candidates, for comparison;
 - **PerformanceBook.record** (one outcome) and **posteriors** (one category, recomputed).
 
 Nobody is idle past the guard's limit, so every decision samples all candidates: the slow path.
-Times are `time.perf_counter_ns` around one call. Exits 1 if the live case misses p99 < 1 ms.
+Times are `time.perf_counter_ns` around one call, with the thread's CPU time beside them.
+Exits 1 if either case with outcomes recorded misses p99 < 1 ms.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ SECTION = "routing_decision"
 CAMPAIGN = "confirm"
 TARGET_P99_MS = 1.0
 T0 = 1_000_000.0  # the board's and the book's clock at the first decision
+STEP = 0.001  # book time between decisions: every row together stays within the idle limit
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -151,6 +156,7 @@ def time_choices(
     floor: Floor,
     decisions: int,
     rng: np.random.Generator,
+    start: float,
     between: Callable[[int, float], None] | None = None,
 ) -> Timing:
     cats = rng.integers(0, len(floor.categories), decisions + 1000)
@@ -161,7 +167,7 @@ def time_choices(
     watch = Stopwatch()
     candidates = floor.candidates
     for i, request in enumerate(requests):
-        now = T0 + i * 0.005  # 200 decisions a second: nobody reaches the idle limit
+        now = start + i * STEP
         if between is not None:
             between(i, now)
         chosen = watch.time(lambda: policy.choose(request, candidates, now))  # noqa: B023
@@ -176,9 +182,10 @@ def run(operators: int, categories: int, outcomes: int, decisions: int) -> list[
     guard = FairnessGuard(max_idle_s=180.0, max_load_ratio=1.3, load_slack=2)
     warm = PerformanceRouting(book=floor.book, rng=np.random.default_rng(1), fairness=guard)
     results = [
-        time_choices("PerformanceRouting.choose, book unchanged", warm, floor, decisions, rng)
+        time_choices(
+            "PerformanceRouting.choose, book unchanged", warm, floor, decisions, rng, start=T0
+        )
     ]
-    live = PerformanceRouting(book=floor.book, rng=np.random.default_rng(2), fairness=guard)
     ops = [v.id for v in floor.candidates]
     records = Stopwatch()
 
@@ -186,29 +193,36 @@ def run(operators: int, categories: int, outcomes: int, decisions: int) -> list[
         op, cat = ops[i % len(ops)], floor.categories[i % categories]
         records.time(lambda: floor.book.record(op, cat, CAMPAIGN, i % 3 > 0, 900.0, now))
 
-    results.append(
-        time_choices(
-            "PerformanceRouting.choose, an outcome recorded before each",
-            live,
-            floor,
-            decisions,
-            rng,
-            between=record,
+    for name, refresh_s in (
+        ("PerformanceRouting.choose, an outcome recorded before each", 60.0),
+        ("… and the priors recomputed for each decision (refresh_s=0)", 0.0),
+    ):
+        policy = PerformanceRouting(
+            book=floor.book, rng=np.random.default_rng(2), fairness=guard, refresh_s=refresh_s
         )
+        start = T0 + len(results) * (decisions + 1000) * STEP  # the clock never goes back
+        results.append(
+            time_choices(name, policy, floor, decisions, rng, start=start, between=record)
+        )
+    start = T0 + len(results) * (decisions + 1000) * STEP
+    results.append(
+        time_choices("LongestIdle.choose", LongestIdle(), floor, decisions, rng, start=start)
     )
-    results.append(time_choices("LongestIdle.choose", LongestIdle(), floor, decisions, rng))
     results.append(records.result("PerformanceBook.record", skip=1000))
     posteriors = Stopwatch()
     for i in range(2000):
-        cat, now = floor.categories[i % categories], T0 + 200 + i
+        cat, now = floor.categories[i % categories], T0 + 200 + i  # past every decision
         posteriors.time(lambda: floor.book.posteriors(cat, now))  # noqa: B023
     results.append(posteriors.result("PerformanceBook.posteriors, one category, priors too"))
     return results
 
 
+def met(timing: Timing) -> bool:
+    return timing.p99_us < TARGET_P99_MS * 1000
+
+
 def report(results: list[Timing], command: str, where: str, args: argparse.Namespace) -> str:
-    live = results[1]
-    verdict = "met" if live.p99_us < TARGET_P99_MS * 1000 else "MISSED"
+    live = results[1:3]  # with outcomes recorded: the rows the target is for
     lines = [
         "## Routing decision (`acd/routing_learned.py`)",
         "",
@@ -225,7 +239,8 @@ def report(results: list[Timing], command: str, where: str, args: argparse.Names
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
-        target = f"p99 < {TARGET_P99_MS:g} ms: {verdict}" if r is live else ""
+        verdict = "met" if met(r) else "MISSED"
+        target = f"p99 < {TARGET_P99_MS:g} ms: {verdict}" if r in live else ""
         lines.append(
             f"| {r.name} | {r.p50_us:,.0f} µs | {r.p99_us:,.0f} µs | {r.max_us:,.0f} µs "
             f"| {r.cpu_p99_us:,.0f} µs | {target} |"
@@ -266,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if not args.no_docs:
         write_section(SECTION, text)
-    return 0 if results[1].p99_us < TARGET_P99_MS * 1000 else 1
+    return 0 if all(met(r) for r in results[1:3]) else 1
 
 
 if __name__ == "__main__":
