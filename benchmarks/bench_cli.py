@@ -139,6 +139,13 @@ def pacing_cmd(
     help="Seeds to run each policy on (paired across policies).",
 )
 @click.option("--pacing", help="Pacing policy to run under (default: the scenario's).")
+@click.option(
+    "--history-days",
+    default=14.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Days of past outcomes in the performance book at the start (0: a cold start).",
+)
 @_JSON
 @_PROGRESS
 def routing_cmd(
@@ -146,6 +153,7 @@ def routing_cmd(
     policies: str | None,
     replications: int,
     pacing: str | None,
+    history_days: float,
     as_json: bool,
     progress: bool | None,
 ) -> None:
@@ -159,7 +167,12 @@ def routing_cmd(
     with _progress(progress) as report:
         try:
             cmp = compare_routing(
-                scenario, names, replications=replications, pacing=pacing, progress=report
+                scenario,
+                names,
+                replications=replications,
+                pacing=pacing,
+                history_days=history_days,
+                progress=report,
             )
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--policies") from None

@@ -15,7 +15,12 @@ from typing import Any, Final
 
 from benchmarks.sim.harness import Simulation
 from benchmarks.sim.metrics import RunResult
-from benchmarks.sim.policies import PACING_NAMES, ROUTING_NAMES, performance_routing_available
+from benchmarks.sim.policies import (
+    LEARNED,
+    PACING_NAMES,
+    ROUTING_NAMES,
+    performance_routing_available,
+)
 from benchmarks.sim.scenario import Scenario
 from benchmarks.sim.world import World
 
@@ -29,6 +34,7 @@ __all__ = [
 ]
 
 BASELINE: Final = "longest-idle"
+DEFAULT_HISTORY_DAYS: Final = 14.0
 # Two-sided 95 % Student t quantiles by degrees of freedom (the normal's beyond 30).
 _T95: Final = {
     1: 12.706,
@@ -108,9 +114,10 @@ class Lift:
     low: float
     high: float
     share: float | None  # mean lift / the oracle's mean lift
+    fair_share: float | None  # mean lift / the fair oracle's mean lift
 
     @classmethod
-    def of(cls, diffs: Sequence[float], oracle_mean: float | None) -> Lift:
+    def of(cls, diffs: Sequence[float], oracle_mean: float | None, fair_mean: float | None) -> Lift:
         mean = statistics.fmean(diffs)
         half = (
             t95(len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs))
@@ -118,7 +125,8 @@ class Lift:
             else math.inf
         )
         share = mean / oracle_mean if oracle_mean else None
-        return cls(mean=mean, low=mean - half, high=mean + half, share=share)
+        fair = mean / fair_mean if fair_mean else None
+        return cls(mean=mean, low=mean - half, high=mean + half, share=share, fair_share=fair)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +134,7 @@ class RoutingComparison:
     scenario: Scenario
     seeds: tuple[int, ...]
     pacing: str
+    history_days: float
     results: dict[str, list[RunResult]]
     lifts: dict[str, Lift]
 
@@ -149,11 +158,15 @@ class RoutingComparison:
                 figures["lift_share_of_oracle"] = (
                     None if lift.share is None else round(lift.share, 3)
                 )
+                figures["lift_share_of_fair_oracle"] = (
+                    None if lift.fair_share is None else round(lift.fair_share, 3)
+                )
             policies[name] = figures
         return {
             "scenario": self.scenario.name,
             "seeds": list(self.seeds),
             "pacing": self.pacing,
+            "history_days": self.history_days,
             "policies": policies,
         }
 
@@ -169,14 +182,18 @@ def compare_routing(
     *,
     replications: int = 5,
     pacing: str | None = None,
+    history_days: float = DEFAULT_HISTORY_DAYS,
     progress: Progress | None = None,
 ) -> RoutingComparison:
-    """Run each routing policy on `replications` worlds (seeds scenario.seed, +1, ...)."""
+    """Run each routing policy on `replications` worlds (seeds scenario.seed, +1, ...).
+
+    A learning policy starts with `history_days` of the operators' past outcomes in its book.
+    """
     names = list(policies or routing_policies())
     for name in names:
         if name not in ROUTING_NAMES:
             raise ValueError(f"unknown routing {name!r}; valid: {', '.join(ROUTING_NAMES)}")
-        if name == "performance" and not performance_routing_available():
+        if name in LEARNED and not performance_routing_available():
             raise ValueError("performance routing (acd.routing_learned) is not present")
     if BASELINE not in names:
         names.insert(0, BASELINE)
@@ -188,7 +205,9 @@ def compare_routing(
         for name in names:
             label = f"{name} (seed {seed})"
             report = None if progress is None else _named(progress, label)
-            sim = Simulation(world, pacing=pacing, routing=name, progress=report)
+            sim = Simulation(
+                world, pacing=pacing, routing=name, history_days=history_days, progress=report
+            )
             results[name].append(sim.run())
 
     def diffs(name: str) -> list[float]:
@@ -197,8 +216,16 @@ def compare_routing(
             for r, b in zip(results[name], results[BASELINE], strict=True)
         ]
 
-    oracle_mean = statistics.fmean(diffs("oracle")) if "oracle" in results else None
-    lifts = {name: Lift.of(diffs(name), oracle_mean) for name in names if name != BASELINE}
+    def mean_lift(name: str) -> float | None:
+        return statistics.fmean(diffs(name)) if name in results else None
+
+    oracle, fair = mean_lift("oracle"), mean_lift("oracle-fair")
+    lifts = {name: Lift.of(diffs(name), oracle, fair) for name in names if name != BASELINE}
     return RoutingComparison(
-        scenario=scenario, seeds=seeds, pacing=pacing, results=results, lifts=lifts
+        scenario=scenario,
+        seeds=seeds,
+        pacing=pacing,
+        history_days=history_days,
+        results=results,
+        lifts=lifts,
     )

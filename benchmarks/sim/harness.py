@@ -82,6 +82,7 @@ class Simulation:
         tick_s: float = 1.0,
         sample_s: float = 300.0,
         pacer_options: dict[str, Any] | None = None,
+        history_days: float = 0.0,
         progress: Callable[[float, float], None] | None = None,
     ) -> None:
         self.world = world
@@ -93,7 +94,7 @@ class Simulation:
         self.board = OperatorBoard()
         for profile in profiles(world):
             self.board.add(profile, world.start)
-        self.router = make_router(routing, world, world.seed)
+        self.router = make_router(routing, world, world.seed, history_days=history_days)
         self._q: list[tuple[float, int, Handler, Any]] = []
         self._seq = itertools.count()
         self.leads = LeadBook(self.rules)

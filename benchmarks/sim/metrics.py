@@ -8,6 +8,7 @@ it and its `PlayAbandon` commands. Definitions (also in `benchmarks/README.md`):
 - occupancy: seconds reserved, ringing, talking or in wrap-up / seconds logged in;
 - abandon_rate: abandons / live answers over the run; abandon_rate_max_24h: the highest
   rolling 24 h rate at any moment once the 24 h window holds `MIN_ANSWERS` live answers;
+- occupancy_ratio: the busiest operator's occupancy / the least busy one's;
 - ttfc: seconds from an order being stored to its first Originate, over the orders stored
   inside their calling window (orders never dialled count until the end of the run).
 """
@@ -240,7 +241,6 @@ class Recorder:
         busy = sum(c.busy for c in self._ops.values())
         occ = {i: float(c.busy / c.logged_in) if c.logged_in else 0.0 for i, c in self._ops.items()}
         worked = [v for i, v in occ.items() if self._ops[i].logged_in > 0]
-        mean_occ = sum(worked) / len(worked) if worked else 0.0
         every, with_free = self._ttfc()
         answers, abandons = engine_counts["live_answers"], engine_counts["abandons"]
         confirmed = self.outcomes.get("confirmed", 0)
@@ -271,7 +271,7 @@ class Recorder:
             open_at_end=open_at_end,
             outcomes=dict(sorted(self.outcomes.items())),
             operator_occupancy=occ,
-            occupancy_ratio=max(worked) / mean_occ if worked and mean_occ > 0 else 1.0,
+            occupancy_ratio=max(worked) / min(worked) if worked and min(worked) > 0 else 1.0,
             ttfc_samples=tuple(every),
             samples=tuple(self.samples),
             wall_s=wall_s,

@@ -34,7 +34,18 @@ __all__ = [
 
 CAMPAIGN_ID: Final = "confirm"
 PACING_NAMES: Final = ("progressive", "adaptive", "predictive", "oracle")
-ROUTING_NAMES: Final = ("random", "longest-idle", "static-tiers", "performance", "oracle")
+ROUTING_NAMES: Final = (
+    "random",
+    "longest-idle",
+    "static-tiers",
+    "performance",
+    "oracle-fair",
+    "oracle",
+)
+LEARNED: Final = frozenset({"performance", "oracle-fair"})
+# The fair oracle's book: each operator's true rate in each category, as if measured over this
+# many calls (a posterior so narrow that Thompson sampling picks by the true rate).
+TRUTH_TRIALS: Final = 100_000.0
 
 # How a handled call is reported to a learning router: (operator, category, confirmed, value, now)
 OutcomeSink = Callable[[str, str, bool, float, float], None]
@@ -103,12 +114,18 @@ def performance_routing_available() -> bool:
     return module is not None and hasattr(module, "PerformanceRouting")
 
 
-def _performance(seed: int) -> Router:
-    """`acd.routing_learned.PerformanceRouting`, fed every handled call as the daemon feeds it."""
+def _learned(world: World, seed: int, *, history_days: float, truth: bool) -> Router:
+    """`acd.routing_learned.PerformanceRouting` with its production defaults (fairness guard
+    included), fed every handled call of the run as the daemon feeds it.
+
+    Its book starts with `history_days` of the operators' past outcomes (as if restored from
+    the database), or with `truth`, the true rates themselves (`TRUTH_TRIALS` calls a cell):
+    the fair oracle, the same policy and guard with perfect knowledge.
+    """
     module = _learned_module()
     if module is None or not hasattr(module, "PerformanceRouting"):
         raise ValueError("performance routing (acd.routing_learned.PerformanceRouting) is absent")
-    from acd.performance import ALL_CAMPAIGNS, PerformanceBook
+    from acd.performance import ALL_CAMPAIGNS, PerformanceBook, PerformanceRow
 
     cls = module.PerformanceRouting
     params = inspect.signature(cls).parameters
@@ -124,15 +141,35 @@ def _performance(seed: int) -> Router:
         kwargs["rng"] = np.random.default_rng(seed)
     policy = cls(**kwargs)
     book = getattr(policy, "book", book)
+    if truth:
+        value = world.scenario.orders.amount.mean
+        book.restore(
+            PerformanceRow(
+                operator_id=op.id,
+                category=category,
+                campaign_id=ALL_CAMPAIGNS,
+                successes=rate * TRUTH_TRIALS,
+                trials=TRUTH_TRIALS,
+                value=rate * TRUTH_TRIALS * value,
+                updated_at=world.start,
+            )
+            for op in world.operators
+            for category, rate in op.rates.items()
+        )
+    else:
+        for at, operator_id, category, confirmed, amount in world.history(history_days):
+            book.record(operator_id, category, ALL_CAMPAIGNS, confirmed, amount, at)
 
     def record(operator_id: str, category: str, confirmed: bool, value: float, now: float) -> None:
-        book.record(operator_id, category, ALL_CAMPAIGNS, confirmed, value, now)
+        if not truth:
+            book.record(operator_id, category, ALL_CAMPAIGNS, confirmed, value, now)
 
     return Router(policy=policy, record=record)
 
 
-def make_router(name: str, world: World, seed: int) -> Router:
-    """The routing policy called `name` (one of `ROUTING_NAMES`) for `world`."""
+def make_router(name: str, world: World, seed: int, *, history_days: float = 0.0) -> Router:
+    """The routing policy called `name` (one of `ROUTING_NAMES`) for `world`; a learning one
+    starts with `history_days` of past outcomes."""
     if name == "random":
         return Router(RandomRouting(seed))
     if name == "longest-idle":
@@ -140,7 +177,9 @@ def make_router(name: str, world: World, seed: int) -> Router:
     if name == "static-tiers":
         return Router(StaticTiers())
     if name == "performance":
-        return _performance(seed)
+        return _learned(world, seed, history_days=history_days, truth=False)
+    if name == "oracle-fair":
+        return _learned(world, seed, history_days=0.0, truth=True)
     if name == "oracle":
         return Router(OracleRouting(world.rate))
     raise ValueError(f"unknown routing {name!r}; valid: {', '.join(ROUTING_NAMES)}")

@@ -67,6 +67,7 @@ def routing_table(cmp: RoutingComparison) -> Table:
         "revenue",
         "lift over longest-idle (95 % CI)",
         "share of oracle's lift",
+        "share of fair oracle's",
         "talk share",
         "occupancy ratio",
         "abandon",
@@ -84,6 +85,9 @@ def routing_table(cmp: RoutingComparison) -> Table:
                 if lift is None
                 else f"{lift.mean:+,.0f} ({lift.low:+,.0f} … {lift.high:+,.0f})",
                 "—" if lift is None or lift.share is None else f"{100 * lift.share:.0f} %",
+                "—"
+                if lift is None or lift.fair_share is None
+                else f"{100 * lift.fair_share:.0f} %",
                 _pct(f["talk_share"]),
                 f"{f['occupancy_ratio']:.2f}",
                 _pct(f["abandon_rate"]),

@@ -97,18 +97,27 @@ def routing_verdicts(cmp: RoutingComparison) -> list[Verdict]:
     lift = cmp.lifts.get("performance")
     if lift is None:
         return [Verdict("performance routing ≥ 80 % of the oracle's lift", "not run", None)]
-    share = lift.share
+    share, fair = lift.share, lift.fair_share
     ratio = cmp.mean_figures("performance")["occupancy_ratio"]
     base = cmp.mean_figures(BASELINE)["occupancy_ratio"]
-    return [
+    out = [
         Verdict(
             "performance routing ≥ 80 % of the oracle's revenue lift over longest-idle",
             "—" if share is None else f"{100 * share:.0f} %",
             None if share is None else share >= LIFT_SHARE_OF_ORACLE,
         ),
         Verdict(
-            "performance routing occupancy ratio (busiest / mean) ≤ 1.3",
+            "performance routing occupancy ratio (busiest / least busy) ≤ 1.3",
             f"{ratio:.2f} (longest-idle {base:.2f})",
             ratio <= OCCUPANCY_RATIO,
         ),
     ]
+    if fair is not None:
+        out.append(
+            Verdict(
+                "for reference: share of the fair oracle's lift (true rates, same fairness guard)",
+                f"{100 * fair:.0f} %",
+                None,
+            )
+        )
+    return out

@@ -26,7 +26,7 @@ from benchmarks.sim.scenario import MeanSd, Scenario, Span, lognormal_params
 __all__ = ["Fate", "OperatorTruth", "Order", "World"]
 
 # Streams of the seed sequence, one per kind of draw.
-_ORDERS, _FATES, _OPERATORS, _ADMIN = 0, 1, 2, 3
+_ORDERS, _FATES, _OPERATORS, _ADMIN, _HISTORY = 0, 1, 2, 3, 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +222,42 @@ class World:
     def rate(self, operator_id: str, category: str) -> float:
         """The operator's true probability of confirming an order of `category`."""
         return self._truth[operator_id].rates[category]
+
+    def history(self, days: float) -> list[tuple[float, str, str, bool, float]]:
+        """Outcomes the operators had in the `days` before the run, oldest first, as
+        (time, operator, category, confirmed, confirmed value).
+
+        What a performance record restored from the database would hold: each operator took
+        an equal share of the scenario's average daily live answers, of every category in the
+        scenario's mix, and confirmed at their true rate.
+        """
+        if days <= 0:
+            return []
+        spec, rng = self.scenario, self._rng(_HISTORY)
+        per_op = days * sum(spec.orders.per_day) / spec.days * spec.customers.answer_prob
+        per_op /= spec.operators.count
+        cats = list(spec.orders.categories)
+        weights = np.array([spec.orders.categories[c] for c in cats])
+        rows: list[tuple[float, str, str, bool, float]] = []
+        for op in self.operators:
+            n = round(per_op)
+            times = self.start - days * 86400.0 * rng.random(n)
+            picks = rng.choice(len(cats), size=n, p=weights / weights.sum())
+            wins = rng.random(n)
+            amounts = np.maximum(
+                100.0, rng.normal(spec.orders.amount.mean, spec.orders.amount.sd, n)
+            )
+            upsell = spec.operators.upsell
+            extra = np.where(
+                rng.random(n) < upsell.prob, rng.exponential(upsell.amount_mean or 1.0, n), 0.0
+            )
+            for k in range(n):
+                cat = cats[int(picks[k])]
+                won = bool(wins[k] < op.rates[cat])
+                value = float(amounts[k] + extra[k]) if won else 0.0
+                rows.append((float(times[k]), op.id, cat, won, value))
+        rows.sort()
+        return rows
 
     # -- fates -------------------------------------------------------------------------------
 
