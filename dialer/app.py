@@ -202,6 +202,8 @@ async def open_runtime(
             tokens=tokens,
             order_card=store.order_card,
         )
+        for event in await daemon.refresh_devices():
+            engine.handle(event)
         _, render = make_registry(
             SnapshotCollector(engine=engine, board=board, now=clock.now, ami=ami)
         )

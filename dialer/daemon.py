@@ -31,6 +31,7 @@ from pbx import commands as ami
 from pbx import dialplan
 from pbx.client import AmiClient
 from pbx.errors import PbxError
+from pbx.events import LinkRestored
 
 log = logging.getLogger(__name__)
 
@@ -163,8 +164,26 @@ class Daemon:
             await self.clock.sleep(wake - now)
             await self._inbox.put((ev.Tick(now=self.clock.now()), None))
 
+    async def refresh_devices(self) -> list[ev.Event]:
+        """Ask Asterisk for every device's state (it reports a device only on change) and
+        return the registration events for operators' endpoints; after a connect or a
+        reconnect the board must not believe a softphone is there when it is not."""
+        try:
+            states = await self.ami.device_states()
+        except PbxError as exc:
+            log.warning("cannot read device states: %s", exc)
+            return []
+        now = self.clock.now()
+        return [e for state in states for e in self.translator.translate(state, now)]
+
+    async def _resync_devices(self) -> None:
+        for item in await self.refresh_devices():
+            await self._inbox.put((item, None))
+
     async def _ami_events(self) -> None:
         async for event in self.ami.events():
+            if isinstance(event, LinkRestored):
+                self._spawn(self._resync_devices(), "device-resync")
             try:
                 translated = self.translator.translate(event, self.clock.now())
             except Exception:  # one bad event must not stop the calls

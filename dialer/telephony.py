@@ -87,11 +87,17 @@ class AmiTranslator:
             op = self.connecting.pop(call, None)
             if op is None:
                 return []
-            return [
-                ev.ConnectFailed(
-                    call_id=call, operator_id=op, dial_status=headers.get("DialStatus", ""), now=now
-                )
-            ]
+            status = headers.get("DialStatus", "")
+            out: list[ev.Event] = []
+            if status == "CHANUNAVAIL":
+                # the softphone is not registered: no call may be offered to it until it is
+                endpoint = next((e for e, o in self.operators.items() if o == op), None)
+                if endpoint is not None:
+                    self._registered[endpoint] = False
+                    gone = ev.EndpointRegistration(endpoint=endpoint, registered=False, now=now)
+                    out.append(gone)
+            out.append(ev.ConnectFailed(call_id=call, operator_id=op, dial_status=status, now=now))
+            return out
         return []
 
     def _device(self, event: DeviceStateChange, now: float) -> list[ev.Event]:

@@ -43,6 +43,7 @@ from types import TracebackType
 from .commands import (
     Bridge,
     CoreShowChannels,
+    DeviceStateList,
     Fields,
     MixMonitor,
     Originate,
@@ -62,6 +63,7 @@ from .events import (
     AmiEvent,
     ChannelEvent,
     CoreShowChannel,
+    DeviceStateChange,
     LinkLost,
     LinkRestored,
     OriginateResponse,
@@ -214,6 +216,11 @@ class AmiClient:
     async def core_show_channels(self) -> list[CoreShowChannel]:
         result = await self.send(CoreShowChannels().to_fields())
         return [ev for ev in result.events if isinstance(ev, CoreShowChannel)]
+
+    async def device_states(self) -> list[DeviceStateChange]:
+        """Every device's current state (e.g. ``PJSIP/1001`` UNAVAILABLE when unregistered)."""
+        result = await self.send(DeviceStateList().to_fields())
+        return [ev for ev in result.events if isinstance(ev, DeviceStateChange)]
 
     async def send(
         self, fields: Iterable[tuple[str, str]], *, answer_within: float | None = None

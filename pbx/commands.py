@@ -318,6 +318,18 @@ class CoreShowChannels:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceStateList:
+    """The state of every device (answered as DeviceStateChange events and a Complete event):
+    how operators' softphones are found registered or not after a (re)connect, since Asterisk
+    reports a device only when it changes."""
+
+    action: ClassVar[str] = "DeviceStateList"
+
+    def to_fields(self) -> Fields:
+        return (("Action", "DeviceStateList"),)
+
+
+@dataclass(frozen=True, slots=True)
 class Ping:
     action: ClassVar[str] = "Ping"
 

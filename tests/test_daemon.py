@@ -168,3 +168,17 @@ async def test_operator_api_names_the_field_and_refuses_strangers(tmp_path: Path
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "outcome"
     assert results["someone else's call"].status_code == 403
     assert results["huge body"].status_code == 413
+
+
+async def test_an_unregistered_softphone_found_by_device_state_list_is_never_offered_a_call(
+    tmp_path: Path,
+) -> None:
+    async with floor(tmp_path, operators=2, campaign=CAMPAIGN, scale=SCALE, start=START) as f:
+        rt = f.rt
+        # operator 2002's softphone goes away while the link is quiet: no DeviceStateChange
+        f.sim.add_operator("2002", OperatorScript(registered=False))
+        for event in await rt.daemon.refresh_devices():
+            rt.engine.handle(event)
+        views = {v.id: v for v in rt.board.all()}
+    assert views["2002"].registered is False
+    assert views["2001"].registered is True

@@ -95,7 +95,6 @@ def _find_asterisk() -> str | None:
         shutil.which("asterisk"),
         "/usr/sbin/asterisk",
         "/usr/local/sbin/asterisk",
-        "/opt/asterisk/sbin/asterisk",
     ):
         if candidate and os.access(candidate, os.X_OK):
             return candidate

@@ -40,6 +40,8 @@ from tests import golden
 
 # events obzvon has no class for: they must come through as GenericEvent, nothing else may
 GENERIC_NAMES = {
+    "PeerStatus",  # a live Asterisk sends these for PJSIP endpoints at boot
+    "ContactStatus",
     "NewCallerid",
     "NewConnectedLine",
     "LocalBridge",

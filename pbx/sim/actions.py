@@ -178,6 +178,28 @@ async def core_show_channels(session: Session, frame: Frame) -> None:
     session.send(frames.list_complete("CoreShowChannelsComplete", frame.action_id, len(live)))
 
 
+async def device_state_list(session: Session, frame: Frame) -> None:
+    """Each operator's softphone, as ``DeviceStateList`` reports PJSIP devices: UNAVAILABLE
+    when not registered, INUSE on a call, NOT_INUSE otherwise."""
+    sw = session.switch
+    _list_start(session, frame, "Device State Changes will follow")
+    names = [c.name for c in sw.channels.values() if not c.hanging]
+    for endpoint, script in sw.operators.items():
+        device = f"PJSIP/{endpoint}"
+        if not script.registered:
+            state = "UNAVAILABLE"
+        elif any(n.startswith(device + "-") for n in names):
+            state = "INUSE"
+        else:
+            state = "NOT_INUSE"
+        item = frames.device_state(device, state)
+        session.send(
+            Frame((item.fields[0], *frames.action_id_field(frame.action_id), *item.fields[2:]))
+        )
+    complete = frames.list_complete("DeviceStateListComplete", frame.action_id, len(sw.operators))
+    session.send(complete)
+
+
 async def mixmonitor(session: Session, frame: Frame) -> None:
     ch = _channel(session, frame)
     if ch is None:
@@ -266,6 +288,7 @@ HANDLERS: Final[dict[str, Handler]] = {
     "redirect": redirect,
     "hangup": hangup_action,
     "coreshowchannels": core_show_channels,
+    "devicestatelist": device_state_list,
     "mixmonitor": mixmonitor,
     "stopmixmonitor": stop_mixmonitor,
     "bridge": bridge,
