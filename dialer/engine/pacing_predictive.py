@@ -10,26 +10,32 @@ In plain words, each time the engine asks (about once a second):
    and wrap-up times of finished calls. Each blends recent samples with a prior for a cold
    start.
 
-2. **Answers to come.** A new call is answered by t seconds from now with probability
-   p * F(t). A call already dialing for a seconds is still undecided, so it is answered by
-   a + t with probability p * (F(a + t) - F(a)) / (1 - p * F(a) - (1 - p) * G(a)). The number
-   of answers in each short interval of the next 60 s is a sum of these Bernoullis (binomial
-   for the new calls, Poisson-binomial for the dialing ones); the W calls already answered and
-   waiting are due now.
+2. **Answers to come.** A new call is answered at all with probability p, and then by t
+   seconds from now with probability F(t). A call already dialing for a seconds is still
+   undecided, so it is answered at all with probability p (1 - F(a)) / (1 - p F(a) - (1 - p)
+   G(a)), and then by a + t following F conditioned on exceeding a. The number M of calls in
+   flight (dialing and new) that will be answered is a sum of these Bernoullis, a
+   Poisson-binomial computed exactly (binomial for the n new calls); the W calls already
+   answered and waiting are due now.
 
 3. **Operators to come.** A ready operator counts 1. A busy operator becomes free in time for
    a call answered at t (by t + c, the 2 s connect budget) with a probability conditioned on
    how long their call has lasted: for one talking for e seconds,
    P(talk + wrap <= e + t + c | talk > e); for one in wrap-up, given that the talk has ended.
-   The number freed in each interval is again a Poisson-binomial sum.
+   The number freed in each 2-second interval of the next 40 s is a Poisson-binomial sum of
+   those Bernoullis.
 
 4. **Abandons to expect.** Interval by interval, the operators freed join a pool of idle
-   operators, the calls answered take operators from the pool, and those that find none are
-   abandoned: lost = (answered - pool)^+, pool = (pool - answered)^+ (a Lindley recursion).
-   Carrying the whole distribution of the pool through the intervals (`pacing_risk`) gives
-   E[abandoned]; divided by the expected number of answers (W plus those of the dialing and
-   new calls) it is the probability that an answered call finds no operator within the
-   connect budget.
+   operators; of the r calls still to be answered, Binomial(r, h) are answered in the interval
+   (h the chance of an answer in this interval for a call not answered before, from the answer
+   times above), take operators from the pool, and those that find none are abandoned:
+   lost = (answered - pool)^+, pool = (pool - answered)^+ (a Lindley recursion). Carrying the
+   distribution of (pool, r) through the intervals (`pacing_risk`) gives E[abandoned | M = r]
+   for every r at once, hence E[abandoned] for any n; divided by the expected number of
+   answers (W plus those expected among the calls in flight) it is the probability that an
+   answered call finds no operator within the connect budget. Against Monte-Carlo runs of the
+   same inputs it errs on the safe side: a few percent over with lognormal handle times, up
+   to 1.7 times over when operators free up quickly and at random.
 
 5. **The choice.** Every connected call adds talk time, so expected operator talk time grows
    with n for as long as answers find operators; maximising it under the risk ceiling means
@@ -79,7 +85,7 @@ class PredictiveSettings:
     """Parameters of the predictive pacer; docs/pacing.md explains each."""
 
     connect_budget_s: float = 2.0
-    full_budget_below: float = 0.75
+    full_budget_below: float = 0.5
     small_team: int = 5
     small_team_budget_share: float = 0.5
     max_lines_per_operator: float = 4.0
@@ -211,7 +217,7 @@ class PredictivePacer:
             return self._decided(snap, n_min, reason, p_mean, budget, 0.0)
         self._refresh_models(snap.now)
         p = min(1.0, p_mean + s.answer_rate_z * p_sd)
-        dialing_by, dialing_answers = self._dialing_answer_probs(ages, p)
+        dialing_by, dialing_eventual = self._dialing_answer_probs(ages, p)
         free_by = np.array(
             [self.handle_time.free_within(b.phase, b.elapsed_s) for b in snap.busy_operators]
         ).reshape(len(snap.busy_operators), GRID_S.shape[0])
@@ -220,7 +226,7 @@ class PredictivePacer:
             waiting=snap.calls_waiting,
             free_by=free_by,
             dialing_by=dialing_by,
-            dialing_answers=dialing_answers,
+            dialing_eventual=dialing_eventual,
             new_by=p * self.answer_time.cdf(GRID_S),
             p_answer=p,
             budget=budget,
@@ -268,17 +274,17 @@ class PredictivePacer:
         placed.extend([snap.now] * (snap.calls_dialing - len(placed)))
         return np.maximum(0.0, snap.now - np.asarray(placed, dtype=np.float64))
 
-    def _dialing_answer_probs(self, ages: FloatArray, p: float) -> tuple[FloatArray, float]:
-        """P(answered by each grid time | still ringing at its age), and expected answers."""
+    def _dialing_answer_probs(self, ages: FloatArray, p: float) -> tuple[FloatArray, FloatArray]:
+        """P(answered by each grid time | still ringing at its age), and P(answered at all)."""
         if ages.shape[0] == 0:
-            return np.zeros((0, GRID_S.shape[0])), 0.0
+            return np.zeros((0, GRID_S.shape[0])), np.zeros(0)
         answered_by_age = self.answer_time.cdf(ages)
         pending = 1.0 - p * answered_by_age - (1.0 - p) * self.failure_time.cdf(ages)
         pending = np.maximum(pending, 1e-9)[:, None]
         later = self.answer_time.cdf(ages[:, None] + GRID_S[None, :])
         probs = np.clip(p * (later - answered_by_age[:, None]) / pending, 0.0, 1.0)
-        eventual = np.clip(p * (1.0 - answered_by_age[:, None]) / pending, 0.0, 1.0)
-        return probs, float(eventual.sum())
+        eventual = np.clip(p * (1.0 - answered_by_age) / pending[:, 0], 0.0, 1.0)
+        return probs, eventual
 
     def _refresh_models(self, now: float) -> None:
         # Rebuilding drops the per-elapsed cache; once per `model_refresh_s` keeps it useful.

@@ -1,16 +1,21 @@
-"""The abandon risk of placing n more calls: exact counting on a grid of the next 60 seconds.
+"""The abandon risk of placing n more calls: exact counting over the next 40 seconds.
 
 `plan_calls` is the arithmetic behind the predictive pacer (its module docstring explains the
 model in words). Everything here is a pure function of probabilities: no state, no clock, no
 randomness, so it can be checked against a Monte-Carlo simulation of the same inputs.
 
-The future is cut into intervals by `GRID_S`. For each interval there is a distribution of the
-number of calls answered in it (a Poisson-binomial sum over the calls, one Bernoulli each) and
-of the number of busy operators who become free in time to take them (likewise, one Bernoulli
-per operator). Treating interval counts as independent ignores that one call can be answered in
-only one interval (a negative correlation), which overstates the spread and errs on the safe
-side. The expected number of answered calls that find no operator then follows from a Lindley
-recursion over the idle-operator pool (`_expected_lost`).
+The future is cut into intervals by `GRID_S`. The calls in flight that will be answered at all
+number M, a Poisson-binomial sum (one Bernoulli per call, with its own probability); they are
+answered one interval after another, r still to come and Binomial(r, hazard) of them in the
+next interval, so no more calls are ever answered than were placed. The busy operators who
+become free in time for each interval are a Poisson-binomial sum too (one Bernoulli per
+operator); counting each interval independently ignores that an operator frees only once,
+which overstates the spread a little and errs on the safe side. A Lindley recursion over the
+pool of idle operators (`_lost_given_pending`) then gives the expected number of answered
+calls that find no operator, for every M at once; each candidate n costs one dot product.
+The answer times of the calls in flight are pooled into one distribution (their mix, weighted
+as if one call more than the progressive count were placed): the one approximation that can
+err either way; it matters only when calls of very different ages are in flight together.
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ __all__ = ["GRID_S", "PlannedCalls", "free_by_times", "plan_calls"]
 FloatArray = npt.NDArray[np.float64]
 
 # Seconds from now that cut the future into intervals: 2 s apart (the connect budget) while most
-# answers come, coarser after 30 s; answers after 60 s are rare (carriers give up at 30-45 s).
-GRID_S: Final = np.concatenate([np.arange(0.0, 30.0, 2.0), np.arange(30.0, 61.0, 5.0)])
+# answers come, coarser after 30 s. Calls still unanswered at 40 s (carriers give up at 30-45 s)
+# are settled against the operators idle by then, without counting any freed later.
+GRID_S: Final = np.concatenate([np.arange(0.0, 30.0, 2.0), np.arange(30.0, 41.0, 5.0)])
 
 
 def free_by_times(connect_budget_s: float) -> FloatArray:
@@ -56,7 +62,7 @@ def plan_calls(
     waiting: int,
     free_by: FloatArray,
     dialing_by: FloatArray,
-    dialing_answers: float,
+    dialing_eventual: FloatArray,
     new_by: FloatArray,
     p_answer: float,
     budget: float,
@@ -66,31 +72,66 @@ def plan_calls(
     """The largest n in `n_min .. n_max` whose abandon probability is within `budget`.
 
     Per grid time `GRID_S[k]`: `free_by[i, k]` is the probability that busy operator i is free
-    by `FREE_BY_S[k]`, `dialing_by[j, k]` that dialing call j has been answered by `GRID_S[k]`,
-    `new_by[k]` that a new call has. `dialing_answers` is the expected number of eventual
-    answers among the dialing calls, `p_answer` the probability that a new call is answered at
-    all. `n_min` is accepted whatever its risk (the caller passes the progressive count, which
-    cannot abandon). The risk is assumed to grow with n, so the scan stops at the first n over
-    budget.
+    in time for a call answered in interval k (see `free_by_times`), `dialing_by[j, k]` that
+    dialing call j has been answered by `GRID_S[k]`, and `new_by[k]` that a new call has.
+    `dialing_eventual[j]` is the probability that dialing call j is answered at all,
+    `p_answer` that a new call is. `n_min` is accepted whatever its risk (the caller passes
+    the progressive count, which cannot abandon). The risk grows with n, so the scan stops at
+    the first n over budget.
     """
+    n_max = max(n_max, 0)
+    n_min = min(max(n_min, 0), n_max)
     frees = _per_interval_pmfs(np.diff(free_by, axis=1, prepend=0.0))
-    answers = _per_interval_pmfs(np.diff(dialing_by, axis=1, prepend=0.0))
-    new_step = np.diff(new_by, prepend=0.0)
-    dialing = dialing_by.shape[0]
+    expected_dialing = float(dialing_eventual.sum())
+    # When an eventually answered call is answered: the mix of the dialing calls' timings and
+    # a new call's, weighted as if one call more than the progressive count were placed.
+    n_ref = n_min + 1
+    weight = expected_dialing + p_answer * n_ref
+    step = np.diff(dialing_by, axis=1, prepend=0.0).sum(axis=0) + n_ref * np.diff(
+        new_by, prepend=0.0
+    )
+    timing = step / weight if weight > 0 else np.zeros_like(step)
+    hazard = _hazards(timing)
+    # Eventual answers among the calls in flight: dialing ones, then new ones one by one.
+    dialing_pmf = _per_interval_pmfs(dialing_eventual[:, None])[0]
+    horizon = np.convolve(dialing_pmf, _binomial_pmf(min(n_max, n_min + 16), p_answer))
+    table_top = _quantile(horizon)
+    lost_given: FloatArray | None = None
     best = PlannedCalls(calls=0, abandon_probability=0.0, expected_answers=float(waiting))
-    for n in range(max(n_max, 0) + 1):
-        expected = waiting + dialing_answers + p_answer * n
-        if n <= n_min:
-            risk = 0.0
-        else:
-            lost = _expected_lost(ready=ready, waiting=waiting, frees=frees, answers=answers)
+    for n in range(n_min, n_max + 1):
+        expected = waiting + expected_dialing + p_answer * n
+        risk = 0.0
+        if n > n_min:
+            pending = np.convolve(dialing_pmf, _binomial_pmf(n, p_answer))
+            if lost_given is not None and _quantile(pending) > table_top:
+                table_top, lost_given = 2 * table_top, None
+            if lost_given is None:
+                lost_given = _lost_given_pending(
+                    ready=ready, waiting=waiting, frees=frees, hazard=hazard, top=table_top
+                )
+            # Beyond the table lies less than 1e-12 of probability.
+            lost = float(np.dot(pending[: table_top + 1], lost_given[: pending.shape[0]]))
             risk = lost / expected if expected > 0 else 0.0
             if risk > budget:
                 break
         best = PlannedCalls(calls=n, abandon_probability=risk, expected_answers=expected)
-        if n < n_max:
-            answers = _add_bernoulli(answers, dialing + n, new_step)
     return best
+
+
+def _binomial_pmf(n: int, p: float) -> FloatArray:
+    """P(Binomial(n, p) = a) for a in 0..n."""
+    a = np.arange(n + 1)
+    if p <= 0.0 or p >= 1.0:
+        return np.where(a == (n if p >= 1.0 else 0), 1.0, 0.0)
+    log_fact = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, n + 1)))])
+    log_pmf = log_fact[n] - log_fact[a] - log_fact[n - a] + a * np.log(p) + (n - a) * np.log1p(-p)
+    pmf: FloatArray = np.exp(log_pmf)
+    return pmf
+
+
+def _quantile(pmf: FloatArray, tail: float = 1e-12) -> int:
+    """The smallest x with P(X > x) <= `tail`."""
+    return int(np.searchsorted(np.cumsum(pmf), 1.0 - tail))
 
 
 def _per_interval_pmfs(step_probs: FloatArray) -> FloatArray:
@@ -109,45 +150,112 @@ def _per_interval_pmfs(step_probs: FloatArray) -> FloatArray:
     return pmf
 
 
-def _add_bernoulli(pmf: FloatArray, count: int, prob: FloatArray) -> FloatArray:
-    """Per row k, the pmf of a count in 0..`count` plus a Bernoulli(`prob[k]`)."""
-    if pmf.shape[1] < count + 2:
-        pmf = np.concatenate([pmf, np.zeros((pmf.shape[0], count + 2 - pmf.shape[1]))], axis=1)
-    q = prob[:, None]
-    nxt = pmf * (1.0 - q)
-    nxt[:, 1 : count + 2] += pmf[:, : count + 1] * q
-    return nxt
+def _hazards(timing: FloatArray) -> FloatArray:
+    """P(answered in interval k | eventually answered and not answered before k)."""
+    before = np.concatenate([[0.0], np.cumsum(timing)[:-1]])
+    left = 1.0 - before
+    hazard: FloatArray = np.where(left > 1e-12, timing / np.maximum(left, 1e-12), 0.0)
+    return np.clip(hazard, 0.0, 1.0)
 
 
-def _expected_lost(*, ready: int, waiting: int, frees: FloatArray, answers: FloatArray) -> float:
-    """E[answered calls that find no operator in time], by a Lindley recursion on the grid.
+def _lost_given_pending(
+    *, ready: int, waiting: int, frees: FloatArray, hazard: FloatArray, top: int
+) -> FloatArray:
+    """E[answered calls that find no operator | r calls still to be answered], r = 0..top.
 
-    `pool` is the distribution of idle operators. Interval by interval the operators freed in
-    it join the pool, the calls answered in it take operators from the pool, and those that
-    find none are lost: lost_k = (answers_k - pool - freed_k)^+, pool = (pool + freed_k -
-    answers_k)^+. Interval 0 is "now": the ready operators and the waiting calls.
+    A backward recursion over the grid on the value V_k(pool, r), the expected number lost
+    from interval k on with `pool` idle operators and r calls still to be answered. In each
+    interval the operators freed join the pool (`_join_pool`), then a Binomial(r, hazard_k)
+    number of calls is answered and takes operators from the pool; those that find none are
+    lost: V_k(q, r) = E[(a - q)^+ + V_k+1((q - a)^+, r - a)]. Interval 0 is "now": the ready
+    operators and the waiting calls. The pool never exceeds the operators logged in, and in
+    interval k no more calls can still be waiting for their answer than the 1 - 1e-12 quantile
+    of those left from `top`, so the arrays are cut there.
     """
-    # The pool never exceeds the operators logged in, so cutting arrays there is exact.
-    width = ready + frees.shape[1]
-    pool = np.zeros(width)
-    pool[ready] = 1.0
-    still_ringing = np.flatnonzero(answers[:, 0] < 1.0 - 1e-12)
-    last = int(still_ringing[-1]) if still_ringing.size else 0
-    lost = 0.0
-    shortfall = np.arange(max(waiting, answers.shape[1]), 0, -1, dtype=np.float64)
-    for k in range(last + 1):
-        # An interval in which nobody can become free leaves the pool as it is.
-        supply = pool if frees[k, 0] >= 1.0 else np.convolve(pool, frees[k])[:width]
-        if k == 0:
-            demand = np.zeros(waiting + 1)
-            demand[waiting] = 1.0
-        else:
-            demand = answers[k]
-        top = demand.shape[0] - 1
-        # diff[top + v] = P(supply - demand = v), for v in -top .. width - 1
-        diff = np.convolve(supply, demand[::-1])
-        short = diff[:top]
-        lost += float(np.dot(short, shortfall[-top:])) if top else 0.0
-        pool = diff[top : top + width]
-        pool[0] += float(short.sum())
-    return lost
+    size = ready + frees.shape[1]
+    pool = np.arange(size)
+    log_fact = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, top + 1)))])
+    survival = np.clip(np.concatenate([[1.0], 1.0 - np.cumsum(_hazard_mass(hazard))]), 0.0, 1.0)
+    caps = _survivor_caps(top, survival, log_fact)
+    # Once fewer than 1e-3 calls are expected still to be answered, the rest is settled at
+    # once: they may use the operators already idle and no others (an over-estimate).
+    live = np.flatnonzero((top * survival[: hazard.shape[0]] >= 1e-3) & (hazard > 1e-12))
+    end = int(live[-1]) if live.size else 0
+    binom = _binomial_tables(hazard[: end + 1], top, log_fact)
+    joins = _join_matrices(frees[: end + 1], size)
+    answered = np.arange(binom.shape[2])
+    pool_after = np.maximum(pool[:, None, None] - answered, 0)
+    left_after = np.maximum(np.arange(top + 1)[:, None] - answered, 0)
+    excess = np.maximum(answered - pool[:, None], 0).astype(np.float64)
+    # Per interval, how many calls can be answered in it with more than negligible odds.
+    widths = binom.shape[2] - np.argmax((binom.max(axis=1) > 1e-13)[:, ::-1], axis=1)
+    value = np.maximum(np.arange(int(caps[end + 1]) + 1)[None, :] - pool[:, None], 0.0)
+    for k in range(end, 0, -1):
+        cap = int(caps[k])
+        if cap > 0:
+            w = min(int(widths[k]), cap + 1)
+            b = binom[k, : cap + 1, :w]
+            cols = value.shape[1]
+            flat = pool_after[:, :, :w] * cols + np.minimum(
+                left_after[None, : cap + 1, :w], cols - 1
+            )
+            # V_k(q, r) = sum_a B(a; r) * (V_k+1(q - a, r - a) + (a - q)^+)
+            value = np.einsum("qra,ra->qr", np.take(value, flat), b) + excess[:, :w] @ b.T
+        value = joins[k] @ value
+    after = np.maximum(pool - waiting, 0)
+    value = np.maximum(waiting - pool, 0)[:, None] + value[after, :]
+    result = np.zeros(top + 1)
+    last = _join_matrices(frees[:1], size)[0, ready] @ value
+    result[: last.shape[0]] = last
+    # Unreachable counts (probability under 1e-12) take the value of the largest reachable one.
+    result[last.shape[0] :] = last[-1]
+    return result
+
+
+def _survivor_caps(top: int, survival: FloatArray, log_fact: FloatArray) -> npt.NDArray[np.int64]:
+    """Per interval, the 1 - 1e-12 quantile of Binomial(top, survival): calls still to come."""
+    a = np.arange(top + 1)[None, :]
+    s = survival[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logp = log_fact[top] - log_fact[a] - log_fact[top - a]
+        logp = logp + np.where(a > 0, a * np.log(s), 0.0)
+        logp = logp + np.where(a < top, (top - a) * np.log1p(-s), 0.0)
+    pmf = np.where(np.isfinite(logp), np.exp(logp), 0.0)
+    caps: npt.NDArray[np.int64] = np.argmax(np.cumsum(pmf, axis=1) >= 1.0 - 1e-12, axis=1)
+    return caps
+
+
+def _hazard_mass(hazard: FloatArray) -> FloatArray:
+    """Per interval, the share of eventually answered calls answered in it, from the hazards."""
+    left = np.concatenate([[1.0], np.cumprod(1.0 - hazard)[:-1]])
+    mass: FloatArray = left * hazard
+    return mass
+
+
+def _binomial_tables(hazard: FloatArray, top: int, log_fact: FloatArray) -> FloatArray:
+    """table[k, r, a] = P(Binomial(r, hazard[k]) = a), r, a in 0..top, cut where a vanishes."""
+    r = np.arange(top + 1)[:, None]
+    a = np.arange(top + 1)[None, :]
+    h = np.clip(hazard, 1e-300, 1.0)[:, None, None]
+    log_choose = log_fact[r] - log_fact[a] - log_fact[np.abs(r - a)]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logp = log_choose + a * np.log(h) + np.where(r > a, (r - a) * np.log1p(-h), 0.0)
+    table = np.where((a <= r) & np.isfinite(logp), np.exp(logp), 0.0)
+    used = np.flatnonzero(table.max(axis=(0, 1)) > 1e-13)
+    cut: FloatArray = table[:, :, : int(used[-1]) + 1 if used.size else 1]
+    return cut
+
+
+def _join_matrices(frees: FloatArray, size: int) -> FloatArray:
+    """move[k, p, q] = P(a pool of p becomes q when interval k's freed operators join it).
+
+    The pool is cut at `size - 1`: whatever would overflow lands on the top (it cannot happen
+    with exact counts; it can with the per-interval approximation, rarely).
+    """
+    gap = np.arange(size)[None, :] - np.arange(size)[:, None]
+    padded = np.zeros((frees.shape[0], size))
+    width = min(size, frees.shape[1])
+    padded[:, :width] = frees[:, :width]
+    move = np.where(gap >= 0, padded[:, np.clip(gap, 0, size - 1)], 0.0)
+    move[:, :, -1] += 1.0 - move.sum(axis=2)
+    return move
