@@ -239,7 +239,7 @@ async def test_a_refusal_is_dead_lettered_with_the_crms_message_and_can_be_sent_
     assert (
         letter.error is not None and 'Status "confirmed-by-phone" does not exist.' in letter.error
     )
-    assert letter.attempts == 1
+    assert letter.attempts >= 1  # more if the CRM was busy first (503 past its rate)
     assert state.orders[fine]["status"] == "cancel-other"
     assert state.orders[refused]["status"] == "new"
     assert (await r.refresh()).dead_letters == 1
