@@ -1,6 +1,6 @@
-"""The benchmark commands: `bench pacing` and `bench routing`.
+"""The benchmark commands: `bench pacing`, `bench routing` and `plan`.
 
-`bench` is a click group, registered in the `obzvon` CLI. Each
+`bench` is a click group and `plan` a click command, both registered in the `obzvon` CLI. Each
 command parses options, runs the simulator (`benchmarks.sim`), prints a table and, with
 `--json`, one JSON object on the last line of standard output. A scenario that does not
 validate is reported key by key on standard error with exit code 2.
@@ -23,7 +23,7 @@ from rich.table import Table as RichTable
 from benchmarks.sim.scenario import Scenario, ScenarioError, load_scenario
 from benchmarks.sim.tables import Table
 
-__all__ = ["bench"]
+__all__ = ["bench", "plan"]
 
 _out = Console()
 _err = Console(stderr=True)
@@ -180,3 +180,47 @@ def routing_cmd(
     _print(verdict_table(routing_verdicts(cmp)), "targets")
     if as_json:
         click.echo(json.dumps(cmp.to_json()))
+
+
+@click.command("plan")
+@_SCENARIO
+@click.option(
+    "--target-ttfc",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="p95 seconds from order to first call to plan for.",
+)
+@click.option(
+    "--abandon",
+    default=0.03,
+    show_default=True,
+    type=click.FloatRange(0, 1, max_open=True),
+    help="Abandon-rate target (share of live answers).",
+)
+@click.option("--pacing", help="Pacing policy to plan under (default: the scenario's).")
+@_JSON
+@_PROGRESS
+def plan(
+    scenario_arg: str,
+    target_ttfc: float,
+    abandon: float,
+    pacing: str | None,
+    as_json: bool,
+    progress: bool | None,
+) -> None:
+    """Operators needed by hour of day, by simulation, with Erlang C and Erlang A beside it."""
+    from benchmarks.sim.planner import plan_capacity, plan_table
+
+    scenario = _scenario(scenario_arg)
+    with _progress(progress) as report:
+        result = plan_capacity(
+            scenario,
+            target_ttfc_s=target_ttfc,
+            abandon_target=abandon,
+            pacing=pacing,
+            progress=report,
+        )
+    _print(plan_table(result), f"capacity plan: {scenario.name}")
+    if as_json:
+        click.echo(json.dumps(result.to_json()))

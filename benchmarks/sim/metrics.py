@@ -56,7 +56,11 @@ class Sample:
 
 @dataclass(frozen=True, slots=True)
 class RunResult:
-    """The figures of one run; `figures()` gives the keys of the `--json` output."""
+    """The figures of one run; `figures()` gives the keys of the `--json` output.
+
+    `ttfc_samples[i]` is the time to first call of the order stored at `ttfc_stored_at[i]`;
+    `busy_s` the operators' seconds reserved, ringing, talking or in wrap-up.
+    """
 
     scenario: str
     seed: int
@@ -86,7 +90,10 @@ class RunResult:
     operator_occupancy: dict[str, float]
     occupancy_ratio: float
     ttfc_samples: tuple[float, ...]
+    ttfc_stored_at: tuple[float, ...]
     samples: tuple[Sample, ...]
+    answer_times: tuple[float, ...]
+    busy_s: float
     wall_s: float
     oracle_mismatches: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -189,17 +196,19 @@ class Recorder:
 
     # -- the figures -------------------------------------------------------------------------
 
-    def _ttfc(self) -> tuple[list[float], list[float]]:
+    def _ttfc(self) -> tuple[list[float], list[float], list[float]]:
         every: list[float] = []
         with_free: list[float] = []
+        stored: list[float] = []
         for index, (stored_at, in_window, free) in self._stored.items():
             if not in_window:
                 continue
             first = self._first_call.get(index, self.end)
             every.append(max(0.0, first - stored_at))
+            stored.append(stored_at)
             if free:
                 with_free.append(every[-1])
-        return every, with_free
+        return every, with_free, stored
 
     def max_rate_24h(self) -> float | None:
         """The highest rolling 24 h abandon rate once the window holds MIN_ANSWERS answers."""
@@ -241,7 +250,7 @@ class Recorder:
         busy = sum(c.busy for c in self._ops.values())
         occ = {i: float(c.busy / c.logged_in) if c.logged_in else 0.0 for i, c in self._ops.items()}
         worked = [v for i, v in occ.items() if self._ops[i].logged_in > 0]
-        every, with_free = self._ttfc()
+        every, with_free, stored = self._ttfc()
         answers, abandons = engine_counts["live_answers"], engine_counts["abandons"]
         confirmed = self.outcomes.get("confirmed", 0)
         return RunResult(
@@ -273,7 +282,10 @@ class Recorder:
             operator_occupancy=occ,
             occupancy_ratio=max(worked) / min(worked) if worked and min(worked) > 0 else 1.0,
             ttfc_samples=tuple(every),
+            ttfc_stored_at=tuple(stored),
             samples=tuple(self.samples),
+            answer_times=tuple(self.answers),
+            busy_s=busy,
             wall_s=wall_s,
             oracle_mismatches=oracle_mismatches,
         )
