@@ -94,7 +94,8 @@ def plan_calls(
     hazard = _hazards(timing)
     # Eventual answers among the calls in flight: dialing ones, then new ones one by one.
     dialing_pmf = _per_interval_pmfs(dialing_eventual[:, None])[0]
-    horizon = np.convolve(dialing_pmf, _binomial_pmf(min(n_max, n_min + 16), p_answer))
+    # Sized for a few calls above the progressive count; doubled if the scan goes further.
+    horizon = np.convolve(dialing_pmf, _binomial_pmf(min(n_max, n_min + 4), p_answer))
     table_top = _quantile(horizon)
     lost_given: FloatArray | None = None
     best = PlannedCalls(calls=0, abandon_probability=0.0, expected_answers=float(waiting))
@@ -165,7 +166,7 @@ def _lost_given_pending(
 
     A backward recursion over the grid on the value V_k(pool, r), the expected number lost
     from interval k on with `pool` idle operators and r calls still to be answered. In each
-    interval the operators freed join the pool (`_join_pool`), then a Binomial(r, hazard_k)
+    interval the operators freed join the pool (`_join_matrices`), then a Binomial(r, hazard_k)
     number of calls is answered and takes operators from the pool; those that find none are
     lost: V_k(q, r) = E[(a - q)^+ + V_k+1((q - a)^+, r - a)]. Interval 0 is "now": the ready
     operators and the waiting calls. The pool never exceeds the operators logged in, and in
@@ -184,31 +185,29 @@ def _lost_given_pending(
     binom = _binomial_tables(hazard[: end + 1], top, log_fact)
     joins = _join_matrices(frees[: end + 1], size)
     answered = np.arange(binom.shape[2])
-    pool_after = np.maximum(pool[:, None, None] - answered, 0)
-    left_after = np.maximum(np.arange(top + 1)[:, None] - answered, 0)
+    # Flat indices into a (pool, r) table for "a calls answered": (pool - a)^+, r - a.
+    flat = np.maximum(pool[:, None, None] - answered, 0) * (top + 1) + np.maximum(
+        np.arange(top + 1)[None, :, None] - answered, 0
+    )
     excess = np.maximum(answered - pool[:, None], 0).astype(np.float64)
     # Per interval, how many calls can be answered in it with more than negligible odds.
     widths = binom.shape[2] - np.argmax((binom.max(axis=1) > 1e-13)[:, ::-1], axis=1)
-    value = np.maximum(np.arange(int(caps[end + 1]) + 1)[None, :] - pool[:, None], 0.0)
+    value = np.maximum(np.arange(top + 1)[None, :] - pool[:, None], 0.0)
     for k in range(end, 0, -1):
         cap = int(caps[k])
         if cap > 0:
             w = min(int(widths[k]), cap + 1)
             b = binom[k, : cap + 1, :w]
-            cols = value.shape[1]
-            flat = pool_after[:, :, :w] * cols + np.minimum(
-                left_after[None, : cap + 1, :w], cols - 1
-            )
-            # V_k(q, r) = sum_a B(a; r) * (V_k+1(q - a, r - a) + (a - q)^+)
-            value = np.einsum("qra,ra->qr", np.take(value, flat), b) + excess[:, :w] @ b.T
+            # V_k(q, r) = sum_a B(a; r) * (V_k+1((q - a)^+, r - a) + (a - q)^+); counts above
+            # the cap (probability under 1e-12) keep the value at the cap.
+            value[:, : cap + 1] = np.einsum(
+                "qra,ra->qr", np.take(value, flat[:, : cap + 1, :w]), b
+            ) + (excess[:, :w] @ b.T)
+            value[:, cap + 1 :] = value[:, cap : cap + 1]
         value = joins[k] @ value
     after = np.maximum(pool - waiting, 0)
     value = np.maximum(waiting - pool, 0)[:, None] + value[after, :]
-    result = np.zeros(top + 1)
-    last = _join_matrices(frees[:1], size)[0, ready] @ value
-    result[: last.shape[0]] = last
-    # Unreachable counts (probability under 1e-12) take the value of the largest reachable one.
-    result[last.shape[0] :] = last[-1]
+    result: FloatArray = joins[0, ready] @ value
     return result
 
 
