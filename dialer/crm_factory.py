@@ -67,10 +67,12 @@ def intake_rules(
     fraud_base: Path | None = None,
     numbering_plan: tuple[Path, ...] = (),
     shop_timezone: str = "Europe/Moscow",
+    verify_after: timedelta = timedelta(hours=2),
 ) -> IntakeRules:
     """Intake rules for the shop: phones read in `crm.default_region`; the fraud base loaded
     from its ``.npy`` cache (`FraudBase.save`), if given; the numbering plan from the
-    registry files, or none (no region check) without them. Raises
+    registry files, or none (no region check) without them; a phone from another region than
+    the delivery is called `verify_after` after being taken in. Raises
     `crm_bridge.DataFileError` for a file that cannot be read: better not to start than to
     take orders in without the checks the admin configured."""
     return IntakeRules(
@@ -78,6 +80,7 @@ def intake_rules(
         shop_timezone=shop_timezone,
         fraud_base=FraudBase.load(fraud_base) if fraud_base is not None else None,
         numbering_plan=NumberingPlan.load(*numbering_plan) if numbering_plan else None,
+        verify_after=verify_after,
     )
 
 
