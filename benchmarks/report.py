@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import platform
 import sys
 from collections.abc import Callable, Sequence
@@ -248,11 +249,31 @@ def _map(fn: Callable[[T], R], items: Sequence[T], jobs: int) -> list[R]:
         return list(pool.map(fn, items))
 
 
+def _cached(directory: Path | None, name: str, compute: Callable[[], list[R]]) -> list[R]:
+    if directory is None:
+        return compute()
+    path = directory / f"{name}.pickle"
+    if path.exists():
+        with path.open("rb") as f:
+            loaded: list[R] = pickle.load(f)
+        return loaded
+    results = compute()
+    directory.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as f:
+        pickle.dump(results, f)
+    return results
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--only", default=",".join(SECTIONS), help="sections, comma-separated")
     parser.add_argument("--jobs", type=int, default=1, help="scenarios run in parallel")
     parser.add_argument("--no-docs", action="store_true", help="print instead of writing")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        help="keep the runs' results in this directory and reuse them (to redraw, not to measure)",
+    )
     args = parser.parse_args(argv)
     wanted = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(wanted) - set(SECTIONS)
@@ -269,9 +290,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "speed" in wanted:
         emit("sim_speed", speed_section())
     if "pacing" in wanted:
-        emit("sim_pacing", pacing_section(_map(_pacing_one, PACING_SCENARIOS, args.jobs)))
+        pacing = _cached(
+            args.cache, "pacing", lambda: _map(_pacing_one, PACING_SCENARIOS, args.jobs)
+        )
+        emit("sim_pacing", pacing_section(pacing))
     if "routing" in wanted:
-        emit("sim_routing", routing_section(_map(_routing_one, ROUTING_SCENARIOS, args.jobs)))
+        routing = _cached(
+            args.cache, "routing", lambda: _map(_routing_one, ROUTING_SCENARIOS, args.jobs)
+        )
+        emit("sim_routing", routing_section(routing))
     if "plan" in wanted:
         from benchmarks.sim.planner import plan_section
 

@@ -7,7 +7,7 @@ figures depend only on the numbers, so a re-run on the same results draws the sa
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -68,30 +68,37 @@ def talk_vs_abandon(comparisons: Sequence[PacingComparison], path: Path) -> Path
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=8)
-    fig.suptitle("Talk share against abandon rate (dashed: the abandon target)", y=1.04)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    fig.suptitle("Talk share against abandon rate (dashed: the abandon target)", y=0.995)
+    fig.legend(
+        handles,
+        labels,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.965),
+        ncol=len(labels),
+        fontsize=8,
+        frameon=False,
+    )
     return _save(fig, path)
 
 
-def _local_hours(results: RunResult, zone: str) -> np.ndarray:
-    tz = ZoneInfo(zone)
-    first = datetime.fromtimestamp(results.samples[0].at, tz)
-    midnight = first.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
-    return (np.array([s.at for s in results.samples]) - midnight) / 3600.0
+def _hours_of_day(result: RunResult, day: date, zone: str) -> np.ndarray:
+    """Each sample's time in hours after local midnight of `day` in `zone`."""
+    midnight = datetime.combine(day, time(0), tzinfo=ZoneInfo(zone)).timestamp()
+    return (np.array([s.at for s in result.samples]) - midnight) / 3600.0
 
 
 def spike_day(cmp: PacingComparison, path: Path, *, day: int) -> Path:
     """Dial level, abandon rate and leads due over one day (5-minute samples)."""
     zone = cmp.scenario.campaign.timezone
+    date_of_day = cmp.scenario.start + timedelta(days=day)
     fig, (top, mid, low) = plt.subplots(3, 1, figsize=(9, 7.5), sharex=True)
-    lo, hi = 24.0 * day, 24.0 * (day + 1)
     for name, r in cmp.results.items():
         if not r.samples:
             continue
-        hours = _local_hours(r, zone)
-        keep = (hours >= lo) & (hours <= hi)
-        x = hours[keep] - lo
+        hours = _hours_of_day(r, date_of_day, zone)
+        keep = (hours >= 0.0) & (hours <= 24.0)
+        x = hours[keep]
         colour = COLOURS.get(name, "black")
         top.plot(
             x,
@@ -117,7 +124,7 @@ def spike_day(cmp: PacingComparison, path: Path, *, day: int) -> Path:
     top.set_ylabel("dial level\n(lines per ready operator)")
     mid.set_ylabel("abandon rate,\nlast hour, %")
     low.set_ylabel("leads due")
-    low.set_xlabel(f"hour of day {day + 1} ({zone})")
+    low.set_xlabel(f"hour of day {day + 1}, {date_of_day:%d %b} ({zone})")
     low.set_xlim(0, 24)
     low.set_xticks(range(0, 25, 2))
     for ax in (top, mid, low):
