@@ -73,12 +73,7 @@ from enum import StrEnum
 from typing import Final
 
 from dialer.engine.abandon import DAY, SlidingCounts
-from dialer.engine.pacing import (
-    PacingSnapshot,
-    PacingStatistics,
-    ceil_calls,
-    dial_level_of,
-)
+from dialer.engine.pacing import PacingSnapshot, PacingStatistics, ceil_calls
 
 __all__ = ["AdaptiveMethod", "AdaptivePacer", "AdaptiveSettings"]
 
@@ -162,7 +157,6 @@ class AdaptivePacer:
         self._calls_one = 0
         self._drops_one_pct = 0.0
         self._last_calls = 0
-        self._last_dial_level = self.level
         self._last_reason = "no decision yet"
 
     # -- the engine's interface -------------------------------------------------------------
@@ -182,7 +176,6 @@ class AdaptivePacer:
         goal = ceil_calls(snap.ready_operators, self.level)
         n = max(0, min(goal - snap.calls_dialing - snap.calls_waiting, snap.leads_available))
         self._last_calls = n
-        self._last_dial_level = dial_level_of(snap, n)
         return n
 
     def on_attempt_result(

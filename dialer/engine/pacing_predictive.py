@@ -255,6 +255,7 @@ class PredictivePacer:
             del self._placed[at]
 
     def on_abandon(self, *, now: float) -> None:
+        # The rolling rate that sets the budget arrives with every snapshot.
         return None
 
     def on_call_finished(self, *, now: float, talk_s: float, wrapup_s: float) -> None:
