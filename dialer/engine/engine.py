@@ -239,6 +239,7 @@ class DialerEngine:
             leads_available=hopper.due_count(now),
             abandon_rate=self._ledgers[rules.id].rate(now, rules.abandon_window_s),
             abandon_target=rules.abandon_target,
+            abandon_counts=self._ledgers[rules.id].counts(now, rules.abandon_window_s),
         )
         n = self._pacers[rules.id].calls_to_place(snap)
         if n <= 0:

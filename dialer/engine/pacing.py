@@ -93,6 +93,9 @@ class PacingSnapshot:
     abandon_rate: float | None = None
     abandon_target: float = 0.03
     dialing_elapsed_s: tuple[float, ...] | None = None
+    # The counts behind `abandon_rate` (same window), when the engine knows them: they let the
+    # guard see that the next abandon would cross the target, not only that one already has.
+    abandon_counts: tuple[int, int] | None = None  # (abandons, live answers)
 
     def __post_init__(self) -> None:
         if self.dialing_elapsed_s is not None and len(self.dialing_elapsed_s) != self.calls_dialing:
@@ -117,8 +120,9 @@ class PacingSnapshot:
 class PacingStatistics:
     """A frozen view of a pacer for metrics and the wallboard.
 
-    `dial_level` is the number of calls per ready operator the pacer is aiming at (dialing plus
-    waiting plus new, over ready operators, counted as at least one). `mode` is what decided
+    `dial_level` is the number of calls per ready operator the pacer is aiming at: VICIdial's
+    level for the adaptive pacer; for the others, calls dialing plus waiting plus new over
+    ready operators (counted as at least one). `mode` is what decided
     the last call: ``progressive``, ``adaptive``, ``predictive``, or ``guarded`` while an
     `AbandonGuard` holds the campaign to progressive dialing. The optional fields are filled by
     the pacers that have them.
@@ -220,11 +224,13 @@ class ProgressivePacer:
 class AbandonGuard:
     """Any pacer, held to progressive dialing while the 24 h abandon rate is at its target.
 
-    The guard is engaged while `snap.abandon_rate >= snap.abandon_target` (and always for a
-    target of 0, which means "never dial ahead"); it lets go as soon as the rate falls back
-    below the target. The wrapped pacer keeps receiving every snapshot and every result while
-    the guard is engaged, so its samples and models stay current and it resumes where it would
-    have been. `statistics()` reports ``mode="guarded"`` and `guard_engaged=True` while engaged.
+    The guard is engaged while `snap.abandon_rate >= snap.abandon_target`, while one more
+    abandon would take the rate over the target (when the snapshot carries the counts), and
+    always for a target of 0, which means "never dial ahead"; it lets go as soon as the rate
+    leaves room for an abandon again. The wrapped pacer keeps receiving every snapshot and every
+    result while the guard is engaged, so its samples and models stay current and it resumes
+    where it would have been. `statistics()` reports ``mode="guarded"`` and `guard_engaged=True`
+    while engaged.
     """
 
     def __init__(self, inner: Pacer) -> None:
@@ -244,9 +250,16 @@ class AbandonGuard:
     def calls_to_place(self, snap: PacingSnapshot) -> int:
         inner_calls = self.inner.calls_to_place(snap)
         rate = snap.abandon_rate
-        self._engaged = snap.abandon_target <= 0 or (
-            rate is not None and rate >= snap.abandon_target
-        )
+        over = rate is not None and rate >= snap.abandon_target
+        # The target is a promise, not an average to hover around: while one more abandon would
+        # take the window's rate over it, dial progressively (early in a day, after few answers,
+        # that is most of the time; over a day of answers it costs almost nothing).
+        brink = False
+        if snap.abandon_counts is not None and snap.abandon_counts[1] > 0:
+            # (with no answer yet there is no rate to protect; the pacers start cautious)
+            abandons, answers = snap.abandon_counts
+            brink = abandons + 1 > snap.abandon_target * (answers + 1)
+        self._engaged = snap.abandon_target <= 0 or over or brink
         if not self._engaged:
             return inner_calls
         n = progressive_calls(snap)
@@ -254,10 +267,15 @@ class AbandonGuard:
         self._last_level = dial_level_of(snap, n)
         if snap.abandon_target <= 0:
             self._last_reason = "abandon target is 0: progressive only"
-        else:
+        elif over:
             self._last_reason = (
                 f"abandon rate {rate:.2%} at or over target {snap.abandon_target:.2%}:"
                 " progressive until it falls below"
+            )
+        else:
+            self._last_reason = (
+                f"one more abandon would cross the target {snap.abandon_target:.2%}:"
+                " progressive until the answers leave room for it"
             )
         return n
 
