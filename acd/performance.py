@@ -37,8 +37,7 @@ ALL_CAMPAIGNS: Final = ""
 
 DAY_S: Final = 86_400.0
 _RESCALE_AT: Final = 64.0  # half-lives past the reference time before counts are renormalised
-_EPS: Final = 1e-12
-_CLIP: Final = 1e-9
+_TINY: Final = 1e-9
 _N: Final = 1  # trials, on the first axis of the count arrays (successes, trials, value)
 
 _STRENGTHS: Final = (
@@ -138,11 +137,6 @@ class Posteriors:
 
 
 _ROW_FIELDS: Final = tuple(f.name for f in fields(PerformanceRow))
-
-
-def _logit(p: Floats | float) -> Floats:
-    q = np.clip(p, _CLIP, 1 - _CLIP)
-    return np.asarray(np.log(q) - np.log1p(-q))
 
 
 class PerformanceBook:
@@ -351,27 +345,30 @@ class PerformanceBook:
         """The prior mean of each row's cell in category `c` and the category's value per
         confirmation, both without that cell's own calls (so that they count once)."""
         st = self.settings
+        kc, ko, kv = st.category_strength, st.operator_strength, st.value_strength
         nc = len(self._cat_names)
         all_s, all_n, all_v = (float(x) for x in self._all * f)
-        rate_all = (all_s + st.overall_strength * st.prior_rate) / (all_n + st.overall_strength)
+        r = (all_s + st.overall_strength * st.prior_rate) / (all_n + st.overall_strength)
         cat_s, cat_n, cat_v = self._by_cat[:, :nc] * f
-        rates = (cat_s + st.category_strength * rate_all) / (cat_n + st.category_strength)
+        rates = (cat_s + kc * r) / (cat_n + kc)
         e_op = (rates @ self._m[_N][:nc, rows]) * f  # successes the category rates predict
         s_op, n_op = self._by_op[:, rows] * f
         c_s, c_n, c_v, c_rate = (
-            (0.0, 0.0, 0.0, rate_all) if c is None else (cat_s[c], cat_n[c], cat_v[c], rates[c])
+            (0.0, 0.0, 0.0, r) if c is None else (cat_s[c], cat_n[c], cat_v[c], rates[c])
         )
-        sc, nc_ = np.maximum(c_s - s, 0.0), np.maximum(c_n - n, 0.0)
-        cat_rate = (sc + st.category_strength * rate_all) / (nc_ + st.category_strength)
+        # The cell is part of every total, so what is left without it is >= 0 up to rounding.
+        won, lost = np.maximum(c_s - s, 0.0), np.maximum((c_n - c_s) - (n - s), 0.0)
         so, no = np.maximum(s_op - s, 0.0), np.maximum(n_op - n, 0.0)
         eo = np.maximum(e_op - n * c_rate, 0.0)
-        expected = np.where(no > _EPS, eo / np.maximum(no, _EPS), rate_all)
-        skill = (so + st.operator_strength * expected) / (no + st.operator_strength)
-        z = _logit(cat_rate) + _logit(skill) - _logit(expected)
+        # The rate the category rates predict for their other calls; r when there are none.
+        e = np.clip((eo + _TINY * r) / (no + _TINY), _TINY, 1 - _TINY)
+        # logit(category rate) + logit(skill) - logit(e), each rate shrunk by its pseudo-calls.
+        z = np.log(won + kc * r) - np.log(lost + kc * (1 - r))
+        z += np.log(so + ko * e) - np.log(np.maximum(no - so, 0.0) + ko * (1 - e))
+        z += np.log1p(-e) - np.log(e)
         # Until any value is recorded one confirmation is worth 1, so revenue ranks as rate.
         per_success = all_v / all_s if all_v > 0 and all_s > 0 else 1.0
-        kv = st.value_strength
-        cat_value = (np.maximum(c_v - v, 0.0) + kv * per_success) / (sc + kv)
+        cat_value = (np.maximum(c_v - v, 0.0) + kv * per_success) / (won + kv)
         return 1.0 / (1.0 + np.exp(-z)), cat_value
 
     def _decay(self, dt: float) -> float:

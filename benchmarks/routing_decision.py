@@ -34,6 +34,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -47,8 +48,9 @@ from benchmarks.common import machine, write_section
 SECTION = "routing_decision"
 CAMPAIGN = "confirm"
 TARGET_P99_MS = 1.0
+T = TypeVar("T")
 T0 = 1_000_000.0  # the board's and the book's clock at the first decision
-STEP = 0.001  # book time between decisions: every row together stays within the idle limit
+STEP = 0.005  # book time between decisions: 105 s in all, nobody reaches the idle limit
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,9 +97,9 @@ class Stopwatch:
         self.wall: list[int] = []
         self.cpu: list[int] = []
 
-    def time(self, call: Callable[[], object]) -> object:
+    def time(self, call: Callable[..., T], *args: object) -> T:
         c0, w0 = time.thread_time_ns(), time.perf_counter_ns()
-        result = call()
+        result = call(*args)
         w1, c1 = time.perf_counter_ns(), time.thread_time_ns()
         self.wall.append(w1 - w0)
         self.cpu.append(c1 - c0)
@@ -150,69 +152,67 @@ def build(operators: int, categories: int, outcomes: int, seed: int) -> Floor:
     )
 
 
-def time_choices(
-    name: str,
-    policy: RoutingPolicy,
-    floor: Floor,
-    decisions: int,
-    rng: np.random.Generator,
-    start: float,
-    between: Callable[[int, float], None] | None = None,
-) -> Timing:
-    cats = rng.integers(0, len(floor.categories), decisions + 1000)
-    requests = [
-        RoutingRequest(call_id=f"call-{i}", campaign_id=CAMPAIGN, category=floor.categories[c])
-        for i, c in enumerate(cats.tolist())
-    ]
-    watch = Stopwatch()
-    candidates = floor.candidates
-    for i, request in enumerate(requests):
-        now = start + i * STEP
-        if between is not None:
-            between(i, now)
-        chosen = watch.time(lambda: policy.choose(request, candidates, now))  # noqa: B023
-        if chosen is None:
-            raise RuntimeError("a decision found nobody: the set-up is broken")
-    return watch.result(name, skip=1000)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Variant:
+    name: str
+    policy: RoutingPolicy
+    records: bool  # an outcome is recorded in the book before each of its decisions
 
 
 def run(operators: int, categories: int, outcomes: int, decisions: int) -> list[Timing]:
     floor = build(operators, categories, outcomes, seed=20260110)
-    rng = np.random.default_rng(7)
+    live_book = PerformanceBook()  # the same figures, through the daemon's restart path
+    live_book.restore(floor.book.snapshot())
     guard = FairnessGuard(max_idle_s=180.0, max_load_ratio=1.3, load_slack=2)
-    warm = PerformanceRouting(book=floor.book, rng=np.random.default_rng(1), fairness=guard)
-    results = [
-        time_choices(
-            "PerformanceRouting.choose, book unchanged", warm, floor, decisions, rng, start=T0
-        )
+
+    def learned(book: PerformanceBook, seed: int, refresh_s: float = 60.0) -> PerformanceRouting:
+        rng = np.random.default_rng(seed)
+        return PerformanceRouting(book=book, rng=rng, fairness=guard, refresh_s=refresh_s)
+
+    variants = [
+        Variant(
+            name="PerformanceRouting.choose, book unchanged",
+            policy=learned(floor.book, 1),
+            records=False,
+        ),
+        Variant(
+            name="PerformanceRouting.choose, an outcome recorded before each",
+            policy=learned(live_book, 2),
+            records=True,
+        ),
+        Variant(
+            name="… and the priors recomputed for each decision (refresh_s=0)",
+            policy=learned(live_book, 3, refresh_s=0.0),
+            records=True,
+        ),
+        Variant(name="LongestIdle.choose", policy=LongestIdle(), records=False),
     ]
+    rng = np.random.default_rng(7)
+    cats = [floor.categories[c] for c in rng.integers(0, categories, decisions + 1000).tolist()]
     ops = [v.id for v in floor.candidates]
+    watches = [Stopwatch() for _ in variants]
     records = Stopwatch()
-
-    def record(i: int, now: float) -> None:
-        op, cat = ops[i % len(ops)], floor.categories[i % categories]
-        records.time(lambda: floor.book.record(op, cat, CAMPAIGN, i % 3 > 0, 900.0, now))
-
-    for name, refresh_s in (
-        ("PerformanceRouting.choose, an outcome recorded before each", 60.0),
-        ("… and the priors recomputed for each decision (refresh_s=0)", 0.0),
-    ):
-        policy = PerformanceRouting(
-            book=floor.book, rng=np.random.default_rng(2), fairness=guard, refresh_s=refresh_s
-        )
-        start = T0 + len(results) * (decisions + 1000) * STEP  # the clock never goes back
-        results.append(
-            time_choices(name, policy, floor, decisions, rng, start=start, between=record)
-        )
-    start = T0 + len(results) * (decisions + 1000) * STEP
-    results.append(
-        time_choices("LongestIdle.choose", LongestIdle(), floor, decisions, rng, start=start)
-    )
-    results.append(records.result("PerformanceBook.record", skip=1000))
+    candidates = floor.candidates
+    for i, category in enumerate(cats):
+        request = RoutingRequest(call_id=f"call-{i}", campaign_id=CAMPAIGN, category=category)
+        now = T0 + i * STEP
+        # Every variant decides the same call at the same moment, in a rotating order, so
+        # that the shared machine's load weighs on all of them alike.
+        for j in range(len(variants)):
+            k = (i + j) % len(variants)
+            variant = variants[k]
+            if variant.records:
+                op, won = ops[(i * 7 + k) % len(ops)], (i + k) % 3 > 0
+                records.time(live_book.record, op, category, CAMPAIGN, won, 900.0, now)
+            chosen = watches[k].time(variant.policy.choose, request, candidates, now)
+            if chosen is None:
+                raise RuntimeError("a decision found nobody: the set-up is broken")
+    results = [w.result(v.name, skip=1000) for v, w in zip(variants, watches, strict=True)]
+    results.append(records.result("PerformanceBook.record", skip=2000))
     posteriors = Stopwatch()
     for i in range(2000):
         cat, now = floor.categories[i % categories], T0 + 200 + i  # past every decision
-        posteriors.time(lambda: floor.book.posteriors(cat, now))  # noqa: B023
+        posteriors.time(floor.book.posteriors, cat, now)
     results.append(posteriors.result("PerformanceBook.posteriors, one category, priors too"))
     return results
 
