@@ -15,17 +15,20 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from datetime import time
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import uvicorn
 
 from acd.board import OperatorBoard, OperatorProfile
 from acd.routing import LongestIdle
+from crm_bridge.adapter import CrmAdapter
 from dialer.bus import EventBus, MqttForwarder
 from dialer.clock import Clock, LiveClock
 from dialer.config import CampaignSettings, OperatorSettings, Settings
 from dialer.control import DaemonControl
+from dialer.crm_cursor import CursorFile
+from dialer.crm_factory import first_cursor, intake_rules, make_adapter
 from dialer.daemon import Daemon
 from dialer.engine import events as ev
 from dialer.engine.campaign import CallingWindow, CampaignRules
@@ -35,8 +38,11 @@ from dialer.http.app import create_app
 from dialer.http.schemas import Principal
 from dialer.http.supervisor import EngineSupervision, supervisor_router
 from dialer.http.wallboard import wallboard_router
+from dialer.http.webhook import webhook_router
+from dialer.intake import IntakeService
 from dialer.metrics import SnapshotCollector, make_registry
 from dialer.recordings import RecordingLinks, recordings_router
+from dialer.relay import OutboxRelay
 from dialer.reports import reports_router, today_by_category
 from dialer.storage.db import Database
 from dialer.storage.migrate import upgrade_async
@@ -120,6 +126,9 @@ class Runtime:
     control: DaemonControl
     ami: AmiClient
     http: uvicorn.Server
+    intake: IntakeService
+    crm: CrmAdapter | None
+    relay: OutboxRelay | None
 
 
 def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -189,6 +198,29 @@ async def open_runtime(
             tick_s=tick_s,
             on_command=on_command,  # type: ignore[arg-type]
         )
+        crm = make_adapter(settings.crm)
+        if crm is not None:
+            stack.push_async_callback(crm.aclose)
+        confirmation = next((c.id for c in settings.campaigns if c.line == "confirmation"), None)
+        intake = IntakeService(
+            db=db,
+            rules=intake_rules(
+                settings.crm,
+                fraud_base=settings.intake.fraud_base,
+                numbering_plan=settings.intake.numbering_plan,
+                shop_timezone=settings.intake.shop_timezone,
+                verify_after=timedelta(seconds=settings.intake.verify_after_s),
+            ),
+            campaign_id=settings.intake.campaign or confirmation or settings.campaigns[0].id,
+            submit=daemon.submit,
+            now=clock.now,
+            sleep=clock.sleep,
+        )
+        relay = (
+            OutboxRelay(db, crm, clock.now, clock.sleep, publish=bus.publish)
+            if crm is not None
+            else None
+        )
         tokens = {
             o.token.get_secret_value(): Principal(id=o.id, role=o.role)
             for o in settings.operators
@@ -249,6 +281,14 @@ async def open_runtime(
         app.include_router(
             reports_router(db=db, authenticate=control.authenticate, now=clock.now, tz=REPORT_TZ)
         )
+        if settings.crm.webhook_secret is not None:
+            app.include_router(
+                webhook_router(
+                    intake=intake,
+                    secret=settings.crm.webhook_secret.get_secret_value(),
+                    now=clock.now,
+                )
+            )
         http = uvicorn.Server(
             uvicorn.Config(
                 app,
@@ -273,6 +313,9 @@ async def open_runtime(
             control=control,
             ami=ami,
             http=http,
+            intake=intake,
+            crm=crm,
+            relay=relay,
         )
 
 
@@ -311,6 +354,15 @@ def background_jobs(rt: Runtime) -> list[Callable[[], Awaitable[None]]]:
             prefix=m.topic_prefix,
         )
         jobs.append(forwarder.run)
+    if rt.crm is not None and rt.relay is not None:
+        crm = rt.crm
+        cursor = CursorFile(
+            rt.settings.intake.cursor_file,
+            initial=first_cursor(crm, datetime.fromtimestamp(rt.clock.now(), UTC)),
+        )
+        poll_s = rt.settings.crm.poll_interval_s
+        jobs.append(lambda: rt.intake.run_pull(crm, cursor, poll_s))
+        jobs.append(rt.relay.run)
     targets = {c.id: c.abandon_target for c in rt.settings.campaigns}
     jobs.append(
         lambda: publish_campaign_stats(

@@ -20,7 +20,7 @@ from pathlib import Path
 from dialer.app import Runtime, open_runtime
 from dialer.clock import ScaledClock
 from dialer.config import CampaignSettings, OperatorSettings, Settings
-from dialer.config.models import DatabaseSettings, HttpSettings
+from dialer.config.models import CrmSettings, DatabaseSettings, HttpSettings, IntakeSettings
 from dialer.demo_feed import OperatorBot
 from dialer.engine import events as ev
 from dialer.storage import repo
@@ -113,6 +113,7 @@ async def floor(
     first_id: int = 2001,
     sim: AsteriskSim | None = None,
     settings: Settings | None = None,
+    crm: CrmSettings | None = None,
 ) -> AsyncIterator[Floor]:
     """The runtime against a simulator (a new one, or `sim` to reuse one across restarts)."""
     port = free_port()
@@ -122,6 +123,9 @@ async def floor(
         )
     else:
         settings = settings.model_copy(update={"http": HttpSettings(listen=f"127.0.0.1:{port}")})
+    if crm is not None:
+        intake = IntakeSettings(cursor_file=tmp_path / "crm-cursor.json")
+        settings = settings.model_copy(update={"crm": crm, "intake": intake})
     model = CallModel(patience_median_s=None, machine_rate=0.0, notsure_rate=0.0)
     own = sim is None
     the_sim = sim or AsteriskSim(time_scale=scale, seed=3, model=model)

@@ -11,30 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlalchemy import select
 
 from dialer.app import background_jobs
 from dialer.config import CampaignSettings
 from dialer.config.models import CrmSettings
-from dialer.crm_cursor import CursorFile
-from dialer.crm_factory import first_cursor, intake_rules, make_adapter
-from dialer.http.webhook import SIGNATURE_HEADER, sign, webhook_router
-from dialer.intake import IntakeService
+from dialer.http.webhook import SIGNATURE_HEADER, sign
 from dialer.outbox_admin import dead_letters
-from dialer.relay import OutboxRelay, RelayPolicy
 from dialer.storage.models import CallAttempt, Disposition, Order, OrderStatus
 from pbx.sim import NumberScript
 from tests.crm_servers.retailcrm import RetailCrmState, create_app
 from tests.crm_servers.serve import serving
-from tests.floor import floor
+from tests.floor import Floor, floor
 
 pytestmark = pytest.mark.slow
 
@@ -57,100 +52,77 @@ async def test_orders_pulled_from_the_crm_are_called_and_their_outcomes_and_call
         state.add_order(f"8900{i:07d}", created_at=START - timedelta(minutes=10 - i))
         for i in range(ORDERS)
     ]
-    async with (
-        serving(create_app(state)) as crm_server,
-        floor(tmp_path, operators=3, campaign=CAMPAIGN, scale=SCALE, start=START.timestamp()) as f,
-    ):
-        rt = f.rt
-        for i in range(ORDERS + 1):
-            f.sim.script_number(f"7900{i:07d}", NumberScript("answer", ring_s=1.0))
+    async with serving(create_app(state)) as crm_server:
         settings = CrmSettings(
             adapter="retailcrm",
             url=crm_server.url,
             api_key=SecretStr("test-key"),
             site="shop1",
             webhook_secret=SecretStr(SECRET),
+            poll_interval_s=2.0,
         )
-        adapter = make_adapter(settings)
-        assert adapter is not None
-        intake = IntakeService(
-            db=rt.db,
-            rules=intake_rules(settings),
-            campaign_id=CAMPAIGN.id,
-            submit=rt.daemon.submit,
-            now=rt.clock.now,
-            sleep=rt.clock.sleep,
-        )
-        cursor = CursorFile(
-            tmp_path / "crm-cursor.json",
-            initial=first_cursor(adapter, datetime.fromtimestamp(rt.clock.now(), UTC)),
-        )
-        relay = OutboxRelay(
-            rt.db,
-            adapter,
-            rt.clock.now,
-            rt.clock.sleep,
-            publish=rt.bus.publish,
-            policy=RelayPolicy(stats_interval_s=10.0),
-        )
-        # mounted as the composition root mounts it, on the daemon's own app
-        app = rt.http.config.app
-        assert isinstance(app, FastAPI)
-        app.include_router(webhook_router(intake=intake, secret=SECRET, now=rt.clock.now))
-        crm_stats = rt.bus.subscribe("crm/stats")
+        async with floor(
+            tmp_path,
+            operators=3,
+            campaign=CAMPAIGN,
+            scale=SCALE,
+            start=START.timestamp(),
+            crm=settings,
+        ) as f:
+            await _run(f, state, crm_ids)
 
-        async def landing_page() -> None:
-            body = json.dumps(
-                {
-                    "external_id": "LP-1",
-                    "created_at": START.isoformat(),
-                    "phone": f"+7900{ORDERS:07d}",
-                    "items": [{"sku": "CR-1", "name": "Крем", "category": "cosmetics"}],
-                }
-            ).encode()
-            async with httpx.AsyncClient(base_url=f.base_url) as http:
-                for _ in range(100):  # the HTTP server may still be starting
-                    try:
-                        response = await http.post(
-                            "/orders", content=body, headers={SIGNATURE_HEADER: sign(SECRET, body)}
-                        )
-                    except httpx.TransportError:
-                        await asyncio.sleep(0.05)
-                        continue
-                    assert response.status_code == 202, response.text
-                    return
 
-        async def settle() -> None:
-            await landing_page()
-            while True:
-                await asyncio.sleep(0.5)
-                async with rt.db.session() as s:
-                    open_orders = await s.scalars(select(Order.id).where(Order.status.in_(OPEN)))
-                    still_open = open_orders.first() is not None
-                    count = len(list(await s.scalars(select(Order.id))))
-                stats = await relay.refresh()
-                if count == ORDERS + 1 and not still_open and stats.backlog == 0:
-                    rt.daemon.stop()
-                    return
+async def _run(f: Floor, state: RetailCrmState, crm_ids: list[str]) -> None:
+    rt = f.rt
+    relay = rt.relay
+    assert relay is not None
+    for i in range(ORDERS + 1):
+        f.sim.script_number(f"7900{i:07d}", NumberScript("answer", ring_s=1.0))
+    crm_stats = rt.bus.subscribe("crm/stats")
 
-        jobs = [
-            *background_jobs(rt),
-            lambda: intake.run_pull(adapter, cursor, 2.0),
-            relay.run,
-            settle,
-            *(b.run for b in f.bots(conversion=0.7)),
-        ]
-        try:
-            async with asyncio.timeout(60):
-                await rt.daemon.run(extra=jobs)
-        finally:
-            await adapter.aclose()
-        stats = relay.statistics()
-        async with rt.db.session() as s:
-            orders = {o.id: o for o in await s.scalars(select(Order))}
-            attempts = list(await s.scalars(select(CallAttempt)))
-            dispositions = {d.order_id: d for d in await s.scalars(select(Disposition))}
-        letters = await dead_letters(rt.db)
+    async def landing_page() -> None:
+        body = json.dumps(
+            {
+                "external_id": "LP-1",
+                "created_at": START.isoformat(),
+                "phone": f"+7900{ORDERS:07d}",
+                "items": [{"sku": "CR-1", "name": "Крем", "category": "cosmetics"}],
+            }
+        ).encode()
+        async with httpx.AsyncClient(base_url=f.base_url) as http:
+            for _ in range(100):  # the HTTP server may still be starting
+                try:
+                    response = await http.post(
+                        "/orders", content=body, headers={SIGNATURE_HEADER: sign(SECRET, body)}
+                    )
+                except httpx.TransportError:
+                    await asyncio.sleep(0.05)
+                    continue
+                assert response.status_code == 202, response.text
+                return
+
+    async def settle() -> None:
+        await landing_page()
+        while True:
+            await asyncio.sleep(0.5)
+            async with rt.db.session() as s:
+                open_orders = await s.scalars(select(Order.id).where(Order.status.in_(OPEN)))
+                still_open = open_orders.first() is not None
+                count = len(list(await s.scalars(select(Order.id))))
+            stats = await relay.refresh()
+            if count == ORDERS + 1 and not still_open and stats.backlog == 0:
+                rt.daemon.stop()
+                return
+
+    jobs = [*background_jobs(rt), settle, *(b.run for b in f.bots(conversion=0.7))]
+    async with asyncio.timeout(60):
+        await rt.daemon.run(extra=jobs)
+    stats = relay.statistics()
+    async with rt.db.session() as s:
+        orders = {o.id: o for o in await s.scalars(select(Order))}
+        attempts = list(await s.scalars(select(CallAttempt)))
+        dispositions = {d.order_id: d for d in await s.scalars(select(Disposition))}
+    letters = await dead_letters(rt.db)
 
     from_crm = {o.external_id: o for o in orders.values() if o.crm == "retailcrm"}
     assert sorted(from_crm, key=int) == [str(i) for i in crm_ids]  # not the 3-day-old one

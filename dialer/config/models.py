@@ -285,6 +285,23 @@ class OperatorSettings(_Table):
         return data
 
 
+class IntakeSettings(_Table):
+    """How new orders are taken in (docs/crm.md, "In the daemon").
+
+    `campaign` receives new orders (default: the first confirmation campaign); `fraud_base` is
+    the file `obzvon fraud load` writes; `numbering_plan` the numbering-plan registry files (none:
+    no phone-region check); `cursor_file` where the CRM poll keeps its place; `verify_after_s`
+    how long after a phone/delivery region mismatch the verification call is placed.
+    """
+
+    campaign: Slug | None = None
+    fraud_base: Path | None = None
+    numbering_plan: tuple[Path, ...] = ()
+    cursor_file: Path = Path("obzvon-crm-cursor.json")
+    shop_timezone: str = "Europe/Moscow"
+    verify_after_s: PositiveSeconds = 7200.0
+
+
 def _default_campaigns() -> tuple[CampaignSettings, ...]:
     return (CampaignSettings(id="confirmation", name="Order confirmation", shop_name="Demo shop"),)
 
@@ -297,6 +314,7 @@ class Settings(_Table):
     mqtt: MqttSettings | None = None
     http: HttpSettings = Field(default_factory=HttpSettings)
     crm: CrmSettings = Field(default_factory=CrmSettings)
+    intake: IntakeSettings = Field(default_factory=IntakeSettings)
     campaigns: Annotated[tuple[CampaignSettings, ...], NonEmpty] = Field(
         default_factory=_default_campaigns
     )
