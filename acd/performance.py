@@ -285,7 +285,7 @@ class PerformanceBook:
 
         The same numbers as `estimate` over all campaigns, for all operators in a few array
         operations. The priors (which blend the whole floor's calls) may be reused from a call
-        at most `prior_max_age_s` earlier in the book's time, which cuts the cost to a fifth;
+        at most `prior_max_age_s` earlier in the book's time, which saves most of the cost;
         each operator's own counts are always current.
         """
         now = max(now, self._latest)
