@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 from rich.markup import escape
+
+if TYPE_CHECKING:
+    from dialer.config import Settings
 
 err = Console(stderr=True)
 
@@ -56,17 +60,10 @@ def db_group() -> None:
 @click.option("--url", help="Database URL (overrides the config file).")
 def db_upgrade_cmd(config_path: Path | None, url: str | None) -> None:
     """Bring the database schema up to date (creates it if empty)."""
-    from dialer.config import ConfigError, load_settings
+    from dialer.storage.errors import StorageError
     from dialer.storage.migrate import upgrade
 
-    try:
-        settings = load_settings(config_path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            err.print(f"[red]✗[/red] {escape(problem)}", highlight=False)
-        sys.exit(2)
-    from dialer.storage.errors import StorageError
-
+    settings = _settings_or_exit(config_path)
     target = url or settings.database.url
     try:
         upgrade(target)
@@ -74,6 +71,71 @@ def db_upgrade_cmd(config_path: Path | None, url: str | None) -> None:
         err.print(f"[red]✗[/red] {escape(str(exc))}", highlight=False)
         sys.exit(1)
     click.echo("database schema is up to date")
+
+
+def _settings_or_exit(config_path: Path | None) -> Settings:
+    from dialer.config import ConfigError, load_settings
+
+    try:
+        return load_settings(config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            err.print(f"[red]✗[/red] {escape(problem)}", highlight=False)
+        sys.exit(2)
+
+
+@main.group("outbox")
+def outbox_group() -> None:
+    """What waits to go to the CRM, and what the CRM refused (dead letters)."""
+
+
+@outbox_group.command("dead")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--limit", default=50, show_default=True)
+def outbox_dead_cmd(config_path: Path | None, limit: int) -> None:
+    """List messages the CRM refused, newest first, with the CRM's own reason."""
+    import asyncio
+
+    from rich.table import Table
+
+    from dialer.outbox_admin import dead_letters
+    from dialer.storage.db import Database
+
+    settings = _settings_or_exit(config_path)
+
+    async def fetch() -> list[Any]:
+        async with Database(settings.database.url) as db:
+            return list(await dead_letters(db, limit=limit))
+
+    rows = asyncio.run(fetch())
+    table = Table("id", "order", "kind", "crm", "external id", "attempts", "error")
+    for d in rows:
+        table.add_row(
+            str(d.id), str(d.order_id), d.kind, d.crm or "", d.external_id or "",
+            str(d.attempts), escape(d.error or ""),
+        )  # fmt: skip
+    Console().print(table)
+    click.echo(f"{len(rows)} dead letter(s)")
+
+
+@outbox_group.command("requeue")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("ids", nargs=-1, type=int, required=True)
+def outbox_requeue_cmd(config_path: Path | None, ids: tuple[int, ...]) -> None:
+    """Send dead letters again (after fixing what the CRM refused)."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from dialer.outbox_admin import requeue
+    from dialer.storage.db import Database
+
+    settings = _settings_or_exit(config_path)
+
+    async def run() -> int:
+        async with Database(settings.database.url) as db:
+            return await requeue(db, ids, now=datetime.now(UTC))
+
+    click.echo(f"{asyncio.run(run())} message(s) queued again")
 
 
 @main.command("sim")
@@ -109,17 +171,11 @@ def run_cmd(config_path: Path | None) -> None:
     import logging
 
     from dialer.app import run_daemon
-    from dialer.config import ConfigError, load_settings
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    try:
-        settings = load_settings(config_path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            err.print(f"[red]✗[/red] {escape(problem)}", highlight=False)
-        sys.exit(2)
+    settings = _settings_or_exit(config_path)
     asyncio.run(run_daemon(settings))
 
 
