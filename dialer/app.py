@@ -216,8 +216,24 @@ async def open_runtime(
             now=clock.now,
             sleep=clock.sleep,
         )
+        secret = settings.http.recording_url_secret
+        public = settings.http.public_url
+        links = RecordingLinks.from_settings(
+            secret.get_secret_value() if secret is not None else None,
+            ttl_s=settings.http.recording_url_ttl_s,
+            now=clock.now,
+            base_url=str(public) if public is not None else "",
+        )
         relay = (
-            OutboxRelay(db, crm, clock.now, clock.sleep, publish=bus.publish)
+            OutboxRelay(
+                db,
+                crm,
+                clock.now,
+                clock.sleep,
+                publish=bus.publish,
+                # a CRM keeps the link: only a public, signed one is any use to it
+                record_url=links.url if public is not None else None,
+            )
             if crm is not None
             else None
         )
@@ -237,7 +253,7 @@ async def open_runtime(
         for event in await daemon.refresh_devices():
             engine.handle(event)
         _, render = make_registry(
-            SnapshotCollector(engine=engine, board=board, now=clock.now, ami=ami)
+            SnapshotCollector(engine=engine, board=board, now=clock.now, ami=ami, relay=relay)
         )
         app = create_app(control, metrics=render)
         abandon_targets = {c.id: c.abandon_target for c in settings.campaigns}
@@ -263,12 +279,6 @@ async def open_runtime(
             supervisor_router(
                 supervision=supervision, authenticate=control.authenticate, db=db, now=clock.now
             )
-        )
-        secret = settings.http.recording_url_secret
-        links = RecordingLinks.from_settings(
-            secret.get_secret_value() if secret is not None else None,
-            ttl_s=settings.http.recording_url_ttl_s,
-            now=clock.now,
         )
         app.include_router(
             recordings_router(

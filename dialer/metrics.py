@@ -26,8 +26,10 @@ class SnapshotCollector(Collector):
         board: Any,
         now: Callable[[], float],
         ami: Any | None = None,
+        relay: Any | None = None,
     ) -> None:
         self._engine, self._board, self._now, self._ami = engine, board, now, ami
+        self._relay = relay
 
     def collect(self) -> Iterator[Metric]:
         now = self._now()
@@ -119,6 +121,9 @@ class SnapshotCollector(Collector):
         idle.add_metric([], board.longest_idle_s)
         yield from (operators, occupancy, handled, idle)
 
+        if self._relay is not None:
+            yield from _crm(self._relay.statistics())
+
         if self._ami is not None:
             a = self._ami.statistics()
             yield GaugeMetricFamily("obzvon_ami_connected", "AMI link up", value=int(a.connected))
@@ -126,6 +131,38 @@ class SnapshotCollector(Collector):
             yield GaugeMetricFamily(
                 "obzvon_ami_events_per_second", "AMI events per second", value=a.events_per_s
             )
+
+
+def _crm(r: Any) -> Iterator[Metric]:
+    """The CRM relay: what waits, what was refused, how late acknowledgements come."""
+    yield GaugeMetricFamily(
+        "obzvon_crm_backlog", "Outbox messages not yet delivered", value=r.backlog
+    )
+    if r.oldest_undelivered_s is not None:
+        yield GaugeMetricFamily(
+            "obzvon_crm_oldest_undelivered_seconds",
+            "Age of the oldest undelivered outbox message",
+            value=r.oldest_undelivered_s,
+        )
+    yield GaugeMetricFamily(
+        "obzvon_crm_dead_letters", "Messages the CRM refused", value=r.dead_letters
+    )
+    yield CounterMetricFamily(
+        "obzvon_crm_delivered", "Messages acknowledged by the CRM", value=r.delivered
+    )
+    yield CounterMetricFamily(
+        "obzvon_crm_sla_breaches", "Outcomes acknowledged later than the SLA", value=r.sla_breaches
+    )
+    lags = sorted(sample.lag_s for sample in r.samples)
+    lag = GaugeMetricFamily(
+        "obzvon_crm_sync_lag_seconds",
+        "Stored to acknowledged by the CRM, recent messages",
+        labels=["quantile"],
+    )
+    for q in (0.5, 0.9, 0.99, 1.0):
+        if lags:
+            lag.add_metric([f"{q:g}"], lags[min(len(lags) - 1, max(0, round(q * len(lags)) - 1))])
+    yield lag
 
 
 def make_registry(

@@ -101,6 +101,8 @@ async def _run(f: Floor, state: RetailCrmState, crm_ids: list[str]) -> None:
                 assert response.status_code == 202, response.text
                 return
 
+    metrics: list[str] = []
+
     async def settle() -> None:
         await landing_page()
         while True:
@@ -111,6 +113,8 @@ async def _run(f: Floor, state: RetailCrmState, crm_ids: list[str]) -> None:
                 count = len(list(await s.scalars(select(Order.id))))
             stats = await relay.refresh()
             if count == ORDERS + 1 and not still_open and stats.backlog == 0:
+                async with httpx.AsyncClient(base_url=f.base_url) as http:
+                    metrics.append((await http.get("/metrics")).text)
                 rt.daemon.stop()
                 return
 
@@ -146,3 +150,7 @@ async def _run(f: Floor, state: RetailCrmState, crm_ids: list[str]) -> None:
     assert all("no CRM adapter for 'webhook'" in (letter.error or "") for letter in letters)
     assert stats.sla_breaches == 0 and stats.sync_lag_s is not None
     assert not crm_stats.queue.empty()
+    # supervisors see the same in Prometheus
+    assert "obzvon_crm_backlog 0.0" in metrics[0]
+    assert 'obzvon_crm_sync_lag_seconds{quantile="0.99"}' in metrics[0]
+    assert "obzvon_crm_sla_breaches_total 0.0" in metrics[0]

@@ -130,6 +130,9 @@ class HttpSettings(_Table):
     """The HTTP API, wallboard and signed recording links."""
 
     listen: str = "127.0.0.1:8080"
+    # The address CRMs reach this server at (e.g. "https://calls.shop.example"): recording links
+    # sent to the CRM start with it. Without it calls reach the CRM without recording links.
+    public_url: WebUrl | None = None
     recording_url_secret: SecretStr | None = None
     recording_url_ttl_s: Annotated[int, Field(gt=0)] = 30 * 24 * 3600
 
