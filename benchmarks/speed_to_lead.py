@@ -4,8 +4,9 @@ The whole daemon runs (engine, database, HTTP, AMI client) against `pbx.sim` ove
 time scale 1, so the seconds are real ones: orders arrive as a Poisson stream, operators
 (simulated desktops driving the HTTP API, softphones on auto-answer) take the calls. For every
 order the time from stored to first Originate is read back from the database
-(`orders.first_call_at - orders.stored_at`), and split by whether an operator was free when the
-order arrived. Target: p95 under 5 s with an operator free.
+(`orders.first_call_at - orders.stored_at`), and split by whether an operator was to spare
+when the order arrived (free, and not spoken for by a call already being dialled). Target: p95
+under 5 s with an operator free.
 
     python -m benchmarks.speed_to_lead [--seconds 60] [--rate 1.0] [--operators 20]
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from benchmarks.common import machine, write_section
-from dialer.app import background_jobs, open_runtime
+from dialer.app import Runtime, background_jobs, open_runtime
 from dialer.clock import LiveClock
 from dialer.config import CampaignSettings, OperatorSettings, Settings
 from dialer.config.models import DatabaseSettings, HttpSettings
@@ -35,6 +36,16 @@ from dialer.storage.models import Order
 from dialer.store import lead_of
 from dialer.telephony import DialSettings
 from pbx.sim import AsteriskSim, CallModel, OperatorScript
+
+IN_FLIGHT = ("queued", "dialing", "ringing", "screening", "answered-waiting")
+
+
+def spare_operator(rt: Runtime) -> bool:
+    """Whether an operator is free and not already spoken for by a call being dialled or an
+    answered customer waiting: the case in which an order may be dialled at once."""
+    stats = rt.engine.statistics(rt.clock.now()).campaigns["confirm"]
+    in_flight = sum(stats.calls_by_state.get(state, 0) for state in IN_FLIGHT)
+    return len(rt.board.free("confirm")) > in_flight
 
 
 async def measure(*, seconds: float, rate: float, operators: int, port: int) -> dict[str, object]:
@@ -99,7 +110,7 @@ async def measure(*, seconds: float, rate: float, operators: int, port: int) -> 
                                 amount=Decimal(1990),
                             )
                             lead = lead_of(order)
-                        free_at_arrival[order.id] = bool(rt.board.free("confirm"))
+                        free_at_arrival[order.id] = spare_operator(rt)
                         await rt.daemon.submit(ev.OrderArrived(lead=lead, now=now))
                     await asyncio.sleep(3.0)
                     rt.daemon.stop()
@@ -141,8 +152,8 @@ def report(result: dict[str, object], command: str) -> str:
     rows = [
         "| orders | p50 | p95 | p99 | max | target |",
         "| --- | --- | --- | --- | --- | --- |",
-        f"| with an operator free at arrival ({result['with_operator_free']}) | {_ms(free['p50'])} "
-        f"| {_ms(free['p95'])} | {_ms(free['p99'])} | {_ms(free['max'])} | p95 < 5 s |",
+        f"| with an operator to spare at arrival ({result['with_operator_free']}) "
+        f"| {_ms(free['p50'])} | {_ms(free['p95'])} | {_ms(free['p99'])} | {_ms(free['max'])} | p95 < 5 s |",
         f"| all called ({result['called']} of {result['orders']}) | {_ms(every['p50'])} "
         f"| {_ms(every['p95'])} | {_ms(every['p99'])} | {_ms(every['max'])} | |",
     ]
