@@ -256,3 +256,14 @@ def fraud_load_cmd(file: Path, out: Path, region: str) -> None:
     click.echo(
         f"{stats.numbers:,} numbers kept, {stats.skipped_lines:,} lines skipped; saved to {saved}"
     )
+
+
+def _register_benchmarks() -> None:
+    # `obzvon bench pacing|routing` and `obzvon plan` live with the simulator in benchmarks/
+    from benchmarks.bench_cli import bench, plan
+
+    main.add_command(bench)
+    main.add_command(plan)
+
+
+_register_benchmarks()
