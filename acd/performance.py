@@ -45,6 +45,9 @@ _STRENGTHS: Final = (
 ).split()
 
 Floats = NDArray[np.float64]
+Rows = slice | NDArray[np.intp]
+PriorPair = tuple[Floats, Floats]
+Computed = tuple[Floats, Floats, Floats, Floats, Floats, Floats, Floats]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -312,12 +315,8 @@ class PerformanceBook:
     # --- internals --------------------------------------------------------------------------
 
     def _compute(
-        self,
-        category: str,
-        now: float,
-        rows: slice | NDArray[np.intp],
-        prior: tuple[Floats, Floats] | None = None,
-    ) -> tuple[Floats, Floats, Floats, Floats, Floats, Floats, Floats]:
+        self, category: str, now: float, rows: Rows, prior: PriorPair | None = None
+    ) -> Computed:
         """alpha, beta, value per success, prior mean, category value, successes and trials of
         `rows`; `prior` (prior mean, category value) skips the costly part."""
         st = self.settings
@@ -334,14 +333,8 @@ class PerformanceBook:
         return alpha, beta, value, mean, cat_value, s, n
 
     def _prior(
-        self,
-        c: int | None,
-        f: float,
-        rows: slice | NDArray[np.intp],
-        s: Floats,
-        n: Floats,
-        v: Floats,
-    ) -> tuple[Floats, Floats]:
+        self, c: int | None, f: float, rows: Rows, s: Floats, n: Floats, v: Floats
+    ) -> PriorPair:
         """The prior mean of each row's cell in category `c` and the category's value per
         confirmation, both without that cell's own calls (so that they count once)."""
         st = self.settings
