@@ -20,8 +20,10 @@ import platform
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Final, TypeVar
+from zoneinfo import ZoneInfo
 
 from benchmarks.sim.compare import PacingComparison, RoutingComparison
 from benchmarks.sim.scenario import load_scenario
@@ -152,6 +154,7 @@ def pacing_section(comparisons: Sequence[PacingComparison]) -> str:
     burst = [c for c in comparisons if c.scenario.name in ("newyear-spike", "burst-5x")]
     plots.ttfc_distribution(burst, IMG / "sim-ttfc.png")
     idle = [c.scenario.name for c in comparisons if c.results["oracle"].talk_share < 0.3]
+    burst_note = _peak_hour_note(spike, peak_day)
     parts = [
         "## Pacing on simulated traffic (`bench pacing`)",
         "",
@@ -172,6 +175,8 @@ def pacing_section(comparisons: Sequence[PacingComparison]) -> str:
         " with a backlog (the morning after the night's orders, a burst). There the difference"
         " shows in the time to first call more than in the talk share.",
         "",
+        burst_note,
+        "",
         f"![Talk share against abandon rate]({_img('sim-talk-vs-abandon.png')})",
         "",
         f"![Dial level and abandon rate over the spike day]({_img('sim-spike-day.png')})",
@@ -191,6 +196,38 @@ def pacing_section(comparisons: Sequence[PacingComparison]) -> str:
     return "\n".join(parts)
 
 
+def _peak_hour_note(cmp: PacingComparison, day: int) -> str:
+    """Where each dialling-ahead pacer's last-hour abandon rate peaked on the given day."""
+    zone = ZoneInfo(cmp.scenario.campaign.timezone)
+    date_of_day = cmp.scenario.start + timedelta(days=day)
+    notes: list[str] = []
+    for name in ("predictive", "adaptive"):
+        result = cmp.results.get(name)
+        if result is None:
+            continue
+        on_day = [
+            s
+            for s in result.samples
+            if datetime.fromtimestamp(s.at, zone).date() == date_of_day
+            and s.abandon_rate_1h is not None
+        ]
+        if not on_day:
+            continue
+        worst = max(on_day, key=lambda s: s.abandon_rate_1h or 0.0)
+        at = datetime.fromtimestamp(worst.at, zone)
+        notes.append(
+            f"{name} {100 * (worst.abandon_rate_1h or 0.0):.1f} % at {at:%H:%M}"
+            f" (24 h rate then {100 * (worst.abandon_rate_24h or 0.0):.2f} %)"
+        )
+    if not notes:
+        return ""
+    return (
+        f"On {cmp.scenario.name}'s busiest day ({date_of_day:%d %b}) the abandon rate over the"
+        f" last hour peaked at: {'; '.join(notes)} — the minutes after a calling window opens"
+        " on a night's orders, whose customers answer far less often than fresh ones."
+    )
+
+
 # -- routing -----------------------------------------------------------------------------------
 
 
@@ -205,6 +242,25 @@ def routing_section(comparisons: Sequence[RoutingComparison]) -> str:
     from benchmarks.sim import plots
 
     plots.routing_lift(comparisons, IMG / "sim-routing-lift.png")
+    notes = []
+    for cmp in comparisons:
+        lift = cmp.lifts.get("performance")
+        if lift is None or lift.share is None or lift.fair_share is None:
+            continue
+        notes.append(
+            f"{cmp.scenario.name}: {100 * lift.share:.0f} % of the oracle's lift,"
+            f" {100 * lift.fair_share:.0f} % of the fair oracle's"
+        )
+    summary = (
+        "Performance routing reaches "
+        + "; ".join(notes)
+        + ". The gap between the two oracles is what the fairness guard costs (an operator"
+        " idle for its limit gets the next call whatever their record, and no one may take"
+        " more than the load ratio allows); the gap between performance routing and the fair"
+        " oracle is what learning costs."
+        if notes
+        else "Performance routing (`acd.routing_learned`) was not present when this ran."
+    )
     parts = [
         "## Routing on simulated traffic (`bench routing`)",
         "",
@@ -217,6 +273,8 @@ def routing_section(comparisons: Sequence[RoutingComparison]) -> str:
         " included), its book holding 14 days of past outcomes; `oracle` gives each call to the"
         " free operator with the best true rate; `oracle-fair` is `PerformanceRouting` with the"
         " true rates in its book (perfect knowledge under the same fairness guard).",
+        "",
+        summary,
         "",
         f"![Routing lift over longest-idle]({_img('sim-routing-lift.png')})",
         "",

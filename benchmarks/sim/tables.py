@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from benchmarks.sim.compare import PacingComparison, RoutingComparison
+from benchmarks.sim.policies import LEARNED
 from benchmarks.sim.targets import Verdict
 
 __all__ = ["Table", "markdown", "pacing_table", "routing_table", "verdict_table"]
@@ -86,7 +87,7 @@ def routing_table(cmp: RoutingComparison) -> Table:
                 else f"{lift.mean:+,.0f} ({lift.low:+,.0f} … {lift.high:+,.0f})",
                 "—" if lift is None or lift.share is None else f"{100 * lift.share:.0f} %",
                 "—"
-                if lift is None or lift.fair_share is None
+                if lift is None or lift.fair_share is None or name not in LEARNED
                 else f"{100 * lift.fair_share:.0f} %",
                 _pct(f["talk_share"]),
                 f"{f['occupancy_ratio']:.2f}",
