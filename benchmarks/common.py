@@ -36,7 +36,8 @@ def write_section(name: str, text: str, path: Path = DOCS) -> None:
     if start in current and end in current:
         head, _, rest = current.partition(start)
         _, _, tail = rest.partition(end)
-        updated = head + block + tail.lstrip("\n")
+        tail = tail.lstrip("\n")
+        updated = head + block + ("\n" + tail if tail else "")
     else:
         updated = current.rstrip("\n") + "\n\n" + block
     path.parent.mkdir(parents=True, exist_ok=True)
