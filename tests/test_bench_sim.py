@@ -164,3 +164,32 @@ def test_the_oracle_plans_answers_against_operators_free_in_time(
     free: list[tuple[float, float]], committed: list[Demand], new: list[Demand], fits: bool
 ) -> None:
     assert serves_in_time(free, committed, new) is fits
+
+
+def test_performance_routing_is_the_learned_policy_fed_every_handled_call() -> None:
+    from acd.routing_learned import PerformanceRouting
+
+    sim = Simulation(World(small()), pacing="progressive", routing="performance")
+    assert type(sim.router.policy) is PerformanceRouting
+    result = sim.run()
+    trials = sum(row.trials for row in sim.router.policy.book.snapshot() if not row.campaign_id)
+    handled = result.outcomes.get("confirmed", 0) + result.outcomes.get("rejected", 0)
+    # Counts decay with a 14-day half-life: a day's calls keep nearly all their weight.
+    assert trials == pytest.approx(handled, rel=0.05)
+
+
+def test_the_routing_oracle_gives_the_call_to_the_best_free_operator() -> None:
+    from acd.profile import OperatorProfile
+    from acd.routing import RoutingRequest
+    from benchmarks.sim.oracle import OracleRouting
+
+    board = OperatorBoard()
+    for op in ("a", "b", "c"):
+        board.add(OperatorProfile(id=op, endpoint=op, campaigns=frozenset({"x"})), 0.0)
+        board.login(op, 0.0)
+        board.ready(op, 1.0)
+    rates = {("a", "home"): 0.5, ("b", "home"): 0.8, ("c", "home"): 0.6}
+    oracle = OracleRouting(lambda op, cat: rates[(op, cat)])
+    request = RoutingRequest(call_id="c1", campaign_id="x", category="home")
+    chosen = oracle.choose(request, board.free("x", "home"), 2.0)
+    assert chosen is not None and chosen.id == "b"

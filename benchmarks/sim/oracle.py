@@ -13,8 +13,10 @@ a call it placed; it leaves an operator idle only while the next lead would be a
 early for any operator to take it (or, with the 1 s tick, for up to a tick).
 
 Where it falls short of a perfect clairvoyant: it cannot reorder the hopper (a lead that must
-wait holds up those behind it), it decides only on the engine's ticks, and a lead under an
-abandon lockout stops the run (the oracle itself never causes a lockout).
+wait holds up those behind it), it decides only on the engine's ticks, a lead under an abandon
+lockout stops the run (the oracle itself never causes a lockout), and the engine wraps it in
+its `AbandonGuard` like any pacer, which dials progressively until a 24 h window holds enough
+live answers for one abandon to stay within the target.
 
 `OracleRouting` implements `RoutingPolicy` with the true confirmation rate of every operator
 for every category: it gives each call the free operator most likely to confirm it.
@@ -143,8 +145,8 @@ class OraclePacer:
         )
 
     def calls_to_place(self, snap: PacingSnapshot) -> int:
-        # The driver consumes `expected` as the Originates come out; leftovers mean the hopper
-        # handed out something else, which the driver reports.
+        # The driver consumes `expected` as the Originates come out; leftovers mean the engine's
+        # guard placed fewer calls than planned.
         self.unconsumed += len(self.expected)
         self.expected.clear()
         if snap.leads_available <= 0:

@@ -7,12 +7,12 @@ oracles (`benchmarks.sim.oracle`) are the simulator's own.
 
 from __future__ import annotations
 
-import importlib
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import time
-from typing import Any, Final
+from typing import Final
+
+import numpy as np
 
 from acd.profile import OperatorProfile
 from acd.routing import LongestIdle, RandomRouting, RoutingPolicy, StaticTiers
@@ -101,17 +101,13 @@ class Router:
     record: OutcomeSink | None = None
 
 
-def _learned_module() -> Any | None:
-    try:
-        return importlib.import_module("acd.routing_learned")
-    except ImportError:
-        return None
-
-
 def performance_routing_available() -> bool:
     """Whether `acd.routing_learned.PerformanceRouting` can be imported."""
-    module = _learned_module()
-    return module is not None and hasattr(module, "PerformanceRouting")
+    try:
+        from acd.routing_learned import PerformanceRouting  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _learned(world: World, seed: int, *, history_days: float, truth: bool) -> Router:
@@ -122,25 +118,13 @@ def _learned(world: World, seed: int, *, history_days: float, truth: bool) -> Ro
     the database), or with `truth`, the true rates themselves (`TRUTH_TRIALS` calls a cell):
     the fair oracle, the same policy and guard with perfect knowledge.
     """
-    module = _learned_module()
-    if module is None or not hasattr(module, "PerformanceRouting"):
+    if not performance_routing_available():
         raise ValueError("performance routing (acd.routing_learned.PerformanceRouting) is absent")
     from acd.performance import ALL_CAMPAIGNS, PerformanceBook, PerformanceRow
+    from acd.routing_learned import PerformanceRouting
 
-    cls = module.PerformanceRouting
-    params = inspect.signature(cls).parameters
-    kwargs: dict[str, Any] = {}
     book = PerformanceBook()
-    if "book" in params:
-        kwargs["book"] = book
-    if "seed" in params:
-        kwargs["seed"] = seed
-    if "rng" in params:
-        import numpy as np
-
-        kwargs["rng"] = np.random.default_rng(seed)
-    policy = cls(**kwargs)
-    book = getattr(policy, "book", book)
+    policy = PerformanceRouting(book=book, rng=np.random.default_rng(seed))
     if truth:
         value = world.scenario.orders.amount.mean
         book.restore(
@@ -161,7 +145,7 @@ def _learned(world: World, seed: int, *, history_days: float, truth: bool) -> Ro
             book.record(operator_id, category, ALL_CAMPAIGNS, confirmed, amount, at)
 
     def record(operator_id: str, category: str, confirmed: bool, value: float, now: float) -> None:
-        if not truth:
+        if not truth:  # the fair oracle's book holds the truth: nothing to learn
             book.record(operator_id, category, ALL_CAMPAIGNS, confirmed, value, now)
 
     return Router(policy=policy, record=record)
