@@ -135,6 +135,9 @@ class OraclePacer:
     """Pacing with foresight; see the module docstring. `mismatches` is set by the driver."""
 
     name = "oracle"
+    # It knows every call's future and never lets an answered call find no operator, so the
+    # engine's abandon guard has nothing to protect against (see `AbandonGuard`).
+    never_abandons = True
 
     def __init__(self, sight: Clairvoyant) -> None:
         self._sight = sight
