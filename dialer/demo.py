@@ -63,10 +63,17 @@ def demo_settings(workdir: Path, *, operators: int, http: str, rng: random.Rando
         )
         for i in range(operators)
     )
+    supervisor = OperatorSettings(
+        id="supervisor",
+        name="Supervisor",
+        endpoint="PJSIP/supervisor",
+        role="supervisor",
+        token=secrets.token_urlsafe(16),  # type: ignore[arg-type]
+    )
     return Settings(
         database=DatabaseSettings(url=f"sqlite+aiosqlite:///{workdir / 'demo.db'}"),
         http=HttpSettings(listen=http),
-        operators=ops,
+        operators=(*ops, supervisor),
     )
 
 
@@ -126,7 +133,7 @@ async def summary(rt: Runtime, *, sim: AsteriskSim) -> dict[str, Any]:
         "confirmed": confirmed,
         "ttfc_p50_s": _round(percentile(ttfc, 0.5)),
         "ttfc_p95_s": _round(percentile(ttfc, 0.95)),
-        "operators": len(rt.settings.operators),
+        "operators": sum(o.role == "operator" for o in rt.settings.operators),
         "dial_level": round(c.dial_level, 2),
         "simulated_minutes": round((rt.clock.now() - demo_start()) / 60, 1),
         "sim_calls": sim.statistics().calls_originated,
@@ -209,8 +216,10 @@ async def run_demo(
                 settings, clock=clock, ami_port=sim.port, dial=dial, tick_s=0.5
             ) as rt:
                 base = f"http://{settings.http.listen}"
+                sup = settings.operator("supervisor").token
+                board_url = f"{base}/#token={sup.get_secret_value() if sup else ''}"
                 if not as_json:
-                    console.print(f"wallboard and API: {base}/   metrics: {base}/metrics")
+                    console.print(f"wallboard: {board_url}   metrics: {base}/metrics")
                 bots = [
                     OperatorBot(
                         operator_id=o.id,
@@ -221,6 +230,7 @@ async def run_demo(
                         rng=random.Random(rng.random()),
                     )
                     for o in settings.operators
+                    if o.role == "operator"
                 ]
                 feed = OrderFeed(per_day=per_day, seed=seed)
                 jobs: list[Callable[[], Awaitable[None]]] = [*background_jobs(rt)]
