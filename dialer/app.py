@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import signal
 import ssl
 import uuid
@@ -18,14 +19,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
+import numpy as np
 import uvicorn
 
 from acd.board import OperatorBoard, OperatorProfile
-from acd.routing import LongestIdle
+from acd.fairness import FairnessGuard
+from acd.performance import PerformanceBook, PerformanceSettings
+from acd.routing import FewestCalls, LongestIdle, RandomRouting, RoutingPolicy, StaticTiers
+from acd.routing_learned import PerformanceRouting
 from crm_bridge.adapter import CrmAdapter
 from dialer.bus import EventBus, MqttForwarder
 from dialer.clock import Clock, LiveClock
 from dialer.config import CampaignSettings, OperatorSettings, Settings
+from dialer.config.models import RoutingSettings
 from dialer.control import DaemonControl
 from dialer.crm_cursor import CursorFile
 from dialer.crm_factory import first_cursor, intake_rules, make_adapter
@@ -40,6 +46,7 @@ from dialer.http.supervisor import EngineSupervision, supervisor_router
 from dialer.http.wallboard import wallboard_router
 from dialer.http.webhook import webhook_router
 from dialer.intake import IntakeService
+from dialer.learning import Learning
 from dialer.metrics import SnapshotCollector, make_registry
 from dialer.recordings import RecordingLinks, recordings_router
 from dialer.relay import OutboxRelay
@@ -93,6 +100,27 @@ def campaign_rules(c: CampaignSettings) -> CampaignRules:
     )
 
 
+def routing_policy(settings: RoutingSettings, book: PerformanceBook) -> RoutingPolicy:
+    """The configured routing policy (learned performance routing by default)."""
+    match settings.policy:
+        case "performance":
+            return PerformanceRouting(
+                book=book,
+                rng=np.random.default_rng(),
+                fairness=FairnessGuard(
+                    max_idle_s=settings.max_idle_s, max_load_ratio=settings.max_load_ratio
+                ),
+            )
+        case "fewest-calls":
+            return FewestCalls()
+        case "random":
+            return RandomRouting(seed=secrets.randbits(32))
+        case "static-tiers":
+            return StaticTiers()
+        case _:
+            return LongestIdle()
+
+
 def operator_profile(o: OperatorSettings, campaigns: Sequence[CampaignSettings]) -> OperatorProfile:
     """An operator's profile: their campaigns are those they name, those that name them, or
     (when neither says) every campaign."""
@@ -129,6 +157,7 @@ class Runtime:
     intake: IntakeService
     crm: CrmAdapter | None
     relay: OutboxRelay | None
+    learning: Learning
 
 
 def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -161,13 +190,18 @@ async def open_runtime(
         now = clock.now()
         for o in settings.operators:
             board.add(operator_profile(o, settings.campaigns), now)
+        book = PerformanceBook(
+            PerformanceSettings(half_life_s=settings.routing.half_life_days * 86400)
+        )
+        learning = Learning(book=book, db=db, now=clock.now, sleep=clock.sleep)
+        await learning.load()
         engine = DialerEngine(
             campaigns=[campaign_rules(c) for c in settings.campaigns],
             board=board,
-            router=LongestIdle(),
+            router=routing_policy(settings.routing, book),
             id_factory=lambda: str(uuid.uuid4()),
         )
-        store = Store(db, now=clock.now, ami_server=server.name)
+        store = Store(db, now=clock.now, ami_server=server.name, on_outcome=learning.outcome)
         ami = await stack.enter_async_context(
             AmiClient(
                 host=server.host,
@@ -326,6 +360,7 @@ async def open_runtime(
             intake=intake,
             crm=crm,
             relay=relay,
+            learning=learning,
         )
 
 
@@ -352,7 +387,7 @@ async def recover(ami: AmiClient, store: Store, *, now: float, retry_s: float = 
 
 def background_jobs(rt: Runtime) -> list[Callable[[], Awaitable[None]]]:
     """The HTTP server and, when configured, the MQTT forwarder."""
-    jobs: list[Callable[[], Awaitable[None]]] = [rt.http.serve]
+    jobs: list[Callable[[], Awaitable[None]]] = [rt.http.serve, rt.learning.run]
     if rt.settings.mqtt is not None:
         m = rt.settings.mqtt
         forwarder = MqttForwarder(

@@ -20,6 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from dialer.engine import commands as cmd
 from dialer.engine.scheduling import Lead
@@ -72,11 +73,18 @@ def lead_of(order: Order) -> Lead:
 
 class Store:
     def __init__(
-        self, db: Database, *, now: Callable[[], float], ami_server: str | None = None
+        self,
+        db: Database,
+        *,
+        now: Callable[[], float],
+        ami_server: str | None = None,
+        on_outcome: Callable[..., None] | None = None,
     ) -> None:
         self._db = db
         self._now = now  # the daemon's clock: simulated in the demo
         self._ami_server = ami_server
+        # told of every operator outcome once it is stored (learned routing listens)
+        self._on_outcome = on_outcome
 
     async def attempt_started(self, command: cmd.Originate, now: float) -> None:
         at = ts(now)
@@ -149,6 +157,8 @@ class Store:
     async def _outcome(self, c: cmd.StoreOutcome) -> None:
         now = datetime.fromtimestamp(self._now(), UTC)
         details = dict(c.details)
+        learned: tuple[str | None, str | None, str, str] | None = None
+        value = 0.0
         async with self._db.session() as session:
             order = await session.get(Order, int(c.order_id))
             if order is None:
@@ -157,43 +167,63 @@ class Store:
                 amount = Decimal(str(details.get("upsell_amount") or 0))
                 outcome = Outcome.UPSELL if c.outcome == "confirmed" and amount > 0 else c.outcome
                 lead = c.lead
+                operator_id = _str(details.get("operator_id")) or None
                 await repo.store_outcome(
                     session,
                     order_id=order.id,
                     outcome=outcome,
                     now=now,
                     channel_id=c.call_id,
-                    operator_id=_str(details.get("operator_id")),
+                    operator_id=operator_id,
                     reason=_str(details.get("reason")) or None,
                     upsell_items=[{"sku": s} for s in _seq(details.get("upsell_items"))],
                     upsell_amount=amount,
                     callback_at=ts(lead.callback_at) if lead is not None else None,
                     callback_mine=bool(details.get("callback_mine")),
                 )
-                return
-            order.last_outcome = c.outcome
-            if c.final:
-                order.status = OrderStatus.UNREACHED
-                order.next_attempt_at = None
-                await add_outbox(
-                    session,
-                    order_id=order.id,
-                    kind="outcome",
-                    payload={
-                        "order_id": order.id,
-                        "crm": order.crm,
-                        "external_id": order.external_id,
-                        "outcome": c.outcome,
-                        "attempts": order.attempts,
-                        "at": now.isoformat(),
-                    },
-                    now=now,
-                )
+                learned = (operator_id, order.category, order.campaign_id, str(outcome))
+                value = float(order.amount + amount)
             else:
-                order.status = OrderStatus.SCHEDULED
-                order.next_attempt_at = ts(c.next_attempt_at)
-                if c.lead is not None and c.lead.lockout_until is not None:
-                    order.abandoned_lockout_until = ts(c.lead.lockout_until)
+                await self._attempt_outcome(session, order, c, now)
+        if learned is not None and self._on_outcome is not None:
+            operator_id, category, campaign_id, outcome_name = learned
+            self._on_outcome(
+                operator_id=operator_id,
+                category=category,
+                campaign_id=campaign_id,
+                outcome=outcome_name,
+                value=value,
+            )
+
+    @staticmethod
+    async def _attempt_outcome(
+        session: AsyncSession, order: Order, c: cmd.StoreOutcome, now: datetime
+    ) -> None:
+        """An outcome without an operator's word: a retry, or a final "unreached" (which the
+        CRM must learn, so it gets its outbox row in the same transaction)."""
+        order.last_outcome = c.outcome
+        if not c.final:
+            order.status = OrderStatus.SCHEDULED
+            order.next_attempt_at = ts(c.next_attempt_at)
+            if c.lead is not None and c.lead.lockout_until is not None:
+                order.abandoned_lockout_until = ts(c.lead.lockout_until)
+            return
+        order.status = OrderStatus.UNREACHED
+        order.next_attempt_at = None
+        await add_outbox(
+            session,
+            order_id=order.id,
+            kind="outcome",
+            payload={
+                "order_id": order.id,
+                "crm": order.crm,
+                "external_id": order.external_id,
+                "outcome": c.outcome,
+                "attempts": order.attempts,
+                "at": now.isoformat(),
+            },
+            now=now,
+        )
 
     async def order_card(self, order_id: str, call_id: str) -> dict[str, Any]:
         """The order as an operator's screen shows it, with its earlier attempts."""

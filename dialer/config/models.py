@@ -305,6 +305,23 @@ class IntakeSettings(_Table):
     verify_after_s: PositiveSeconds = 7200.0
 
 
+class RoutingSettings(_Table):
+    """Which free operator gets an answered call (docs/acd.md).
+
+    `performance` learns from outcomes who sells each category best (Thompson sampling over a
+    decayed Bayesian record, `half_life_days`), held fair: nobody ready idles past `max_idle_s`
+    while calls are routed, and calls handled stay within `max_load_ratio` across operators.
+    The others are the baselines: longest idle, fewest calls, random, static skill tiers.
+    """
+
+    policy: Literal["performance", "longest-idle", "fewest-calls", "random", "static-tiers"] = (
+        "performance"
+    )
+    max_idle_s: PositiveSeconds = 180.0
+    max_load_ratio: Annotated[float, Field(ge=1.0, le=10.0)] = 1.3
+    half_life_days: Annotated[float, Field(gt=0)] = 14.0
+
+
 def _default_campaigns() -> tuple[CampaignSettings, ...]:
     return (CampaignSettings(id="confirmation", name="Order confirmation", shop_name="Demo shop"),)
 
@@ -318,6 +335,7 @@ class Settings(_Table):
     http: HttpSettings = Field(default_factory=HttpSettings)
     crm: CrmSettings = Field(default_factory=CrmSettings)
     intake: IntakeSettings = Field(default_factory=IntakeSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
     campaigns: Annotated[tuple[CampaignSettings, ...], NonEmpty] = Field(
         default_factory=_default_campaigns
     )
