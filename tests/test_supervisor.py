@@ -183,7 +183,7 @@ async def test_pausing_a_campaign_reaches_the_engine_and_resuming_undoes_it(
 async def test_only_an_admin_changes_a_campaigns_abandon_target_or_pacing(
     floor_api: tuple[Floor, str, Database],
 ) -> None:
-    _, base, db = floor_api
+    floor, base, db = floor_api
     url = f"{base}/api/floor/campaigns/confirm"
     async with httpx.AsyncClient() as c:
         supervisor = await c.patch(url, json={"abandon_target": 0.02}, headers=bearer("sup-token"))
@@ -197,8 +197,10 @@ async def test_only_an_admin_changes_a_campaigns_abandon_target_or_pacing(
     assert supervisor.status_code == 403
     assert too_high.status_code == 422 and too_high.json()["errors"][0]["field"] == "abandon_target"
     assert empty.status_code == 422
-    # the engine cannot change rules while running: refused, and the refusal is on record
-    assert admin.status_code == 501
+    # the engine takes the new rules for its next pacing decision, and the change is on record
+    assert admin.status_code == 200, admin.text
+    stats = floor.engine.statistics(floor.now).campaigns["confirm"]
+    assert stats.pacer.name == "adaptive"
     [row] = await audit_rows(db)
     assert row.action == "campaign.configure" and row.details["pacing"] == "adaptive"
     assert log.status_code == 200 and log.json()[0]["who"] == "9002"

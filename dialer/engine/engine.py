@@ -22,6 +22,7 @@ What a caller may rely on:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -42,6 +43,7 @@ from dialer.engine.errors import (
 )
 from dialer.engine.events import (
     AmdResult,
+    CampaignConfigured,
     CampaignPaused,
     CampaignResumed,
     ConnectFailed,
@@ -156,6 +158,7 @@ class DialerEngine:
             OperatorLogout: self._operator_logout,
             EndpointRegistration: self._endpoint_registration,
             CampaignPaused: self._campaign_paused,
+            CampaignConfigured: self._campaign_configured,
             CampaignResumed: self._campaign_resumed,
             Drain: self._drain,
         }
@@ -336,6 +339,29 @@ class DialerEngine:
         self._paused.discard(self._campaign(ev.campaign_id).id)
         out.append(
             Publish(kind="campaign", payload={"campaign_id": ev.campaign_id, "paused": False})
+        )
+
+    def _campaign_configured(self, ev: CampaignConfigured, out: list[Command]) -> None:
+        old = self._campaign(ev.campaign_id)
+        rules = dataclasses.replace(  # validates again, raising InvalidRules
+            old,
+            abandon_target=old.abandon_target if ev.abandon_target is None else ev.abandon_target,
+            pacing=old.pacing if ev.pacing is None else ev.pacing,
+        )
+        pacer = make_pacer(rules.pacing) if rules.pacing != old.pacing else None
+        # the flow and the connector read these same mappings: one change reaches all
+        self._rules[rules.id] = rules
+        if pacer is not None:
+            self._pacers[rules.id] = pacer
+        out.append(
+            Publish(
+                kind="campaign",
+                payload={
+                    "campaign_id": rules.id,
+                    "abandon_target": rules.abandon_target,
+                    "pacing": rules.pacing,
+                },
+            )
         )
 
     def _drain(self, ev: Drain, out: list[Command]) -> None:

@@ -24,6 +24,7 @@ __all__ = [
     "ORIGINATE_NO_ANSWER",
     "AmdResult",
     "AmdStatus",
+    "CampaignConfigured",
     "CampaignPaused",
     "CampaignResumed",
     "ConnectFailed",
@@ -286,6 +287,24 @@ class CampaignResumed(Event):
 
     def _check(self) -> None:
         _need(self.campaign_id, "campaign_id")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CampaignConfigured(Event):
+    """An admin changed the campaign's abandon target and/or pacing mode (None: unchanged).
+
+    Calls already placed go on; the next pacing decision follows the new rules. A new pacing
+    mode starts a new pacer (it learns again from the campaign's next attempts).
+    """
+
+    campaign_id: str
+    abandon_target: float | None = None
+    pacing: str | None = None
+
+    def _check(self) -> None:
+        _need(self.campaign_id, "campaign_id")
+        if self.abandon_target is None and self.pacing is None:
+            raise InvalidEvent("give abandon_target, pacing or both")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

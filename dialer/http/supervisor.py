@@ -191,8 +191,8 @@ class EngineSupervision:
 
     `endpoints` maps a supervisor's id to their own endpoint (``PJSIP/9001``). ChanSpy is given
     the operator's endpoint followed by ``-`` (``PJSIP/1001-``), which matches the channels of
-    that endpoint only. Changing a campaign's abandon target or pacing is not supported by the
-    engine while it runs (`Unsupported`).
+    that endpoint only. A campaign's abandon target or pacing mode changes for the next pacing
+    decision; calls already placed go on.
     """
 
     def __init__(
@@ -247,7 +247,14 @@ class EngineSupervision:
     async def configure_campaign(
         self, campaign_id: str, *, abandon_target: float | None, pacing: Pacing | None
     ) -> None:
-        raise Unsupported("the engine cannot change a campaign's rules while it runs yet")
+        await self._run(
+            ev.CampaignConfigured(
+                campaign_id=campaign_id,
+                abandon_target=abandon_target,
+                pacing=pacing,
+                now=self._now(),
+            )
+        )
 
     def _operator(self, operator_id: str) -> Any:
         try:
