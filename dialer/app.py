@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import uvicorn
+from prometheus_client import CollectorRegistry
 
 from acd.board import OperatorBoard, OperatorProfile
 from acd.fairness import FairnessGuard
@@ -47,7 +48,7 @@ from dialer.http.wallboard import wallboard_router
 from dialer.http.webhook import webhook_router
 from dialer.intake import IntakeService
 from dialer.learning import Learning
-from dialer.metrics import SnapshotCollector, make_registry
+from dialer.metrics import EventMetrics, SnapshotCollector, make_registry
 from dialer.recordings import RecordingLinks, recordings_router
 from dialer.relay import OutboxRelay
 from dialer.reports import reports_router, today_by_category
@@ -201,7 +202,14 @@ async def open_runtime(
             router=routing_policy(settings.routing, book),
             id_factory=lambda: str(uuid.uuid4()),
         )
-        store = Store(db, now=clock.now, ami_server=server.name, on_outcome=learning.outcome)
+        registry = CollectorRegistry(auto_describe=False)
+        store = Store(
+            db,
+            now=clock.now,
+            ami_server=server.name,
+            on_outcome=learning.outcome,
+            metrics=EventMetrics(registry),
+        )
         ami = await stack.enter_async_context(
             AmiClient(
                 host=server.host,
@@ -287,7 +295,8 @@ async def open_runtime(
         for event in await daemon.refresh_devices():
             engine.handle(event)
         _, render = make_registry(
-            SnapshotCollector(engine=engine, board=board, now=clock.now, ami=ami, relay=relay)
+            SnapshotCollector(engine=engine, board=board, now=clock.now, ami=ami, relay=relay),
+            registry,
         )
         app = create_app(control, metrics=render)
         abandon_targets = {c.id: c.abandon_target for c in settings.campaigns}

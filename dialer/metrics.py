@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
@@ -67,7 +67,24 @@ class SnapshotCollector(Collector):
             "Order stored to first Originate, recent orders",
             labels=["campaign", "quantile"],
         )
+        answer = GaugeMetricFamily(
+            "obzvon_answer_rate", "Live answers per attempt, as the pacer estimates it",
+            labels=["campaign"],
+        )  # fmt: skip
+        wait = GaugeMetricFamily(
+            "obzvon_longest_wait_seconds", "Longest wait of an answered customer for an operator",
+            labels=["campaign"],
+        )  # fmt: skip
+        totals = CounterMetricFamily(
+            "obzvon_calls_total_by_kind", "Machines, connected calls, dispositions, missing ones",
+            labels=["campaign", "kind"],
+        )  # fmt: skip
         for cid, c in stats.campaigns.items():
+            if c.pacer.answer_rate is not None:
+                answer.add_metric([cid], c.pacer.answer_rate)
+            wait.add_metric([cid], c.longest_wait_s)
+            for kind in ("machines", "connected", "dispositions", "missing_dispositions"):
+                totals.add_metric([cid, kind], getattr(c, kind))
             for state, n in c.calls_by_state.items():
                 calls.add_metric([cid, str(state)], n)
             dial_level.add_metric([cid], c.dial_level)
@@ -119,7 +136,13 @@ class SnapshotCollector(Collector):
             "obzvon_longest_idle_seconds", "Longest idle time of a ready operator"
         )
         idle.add_metric([], board.longest_idle_s)
-        yield from (operators, occupancy, handled, idle)
+        state = GaugeMetricFamily(
+            "obzvon_operator_state", "1 for each operator's current state",
+            labels=["operator", "state"],
+        )  # fmt: skip
+        for view in self._board.all():
+            state.add_metric([view.id, str(view.state)], 1)
+        yield from (operators, occupancy, handled, idle, state)
 
         if self._relay is not None:
             yield from _crm(self._relay.statistics())
@@ -165,11 +188,51 @@ def _crm(r: Any) -> Iterator[Metric]:
     yield lag
 
 
+class EventMetrics:
+    """What happens once and is counted as it happens (a snapshot cannot give a histogram):
+    time to first call, attempts by outcome, operator outcomes. Registered on the daemon's
+    registry; the store calls these after it has written what they count."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.ttfc = Histogram(
+            "obzvon_order_to_first_call_seconds",
+            "Order stored to its first Originate",
+            ["campaign"],
+            buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 12 * 3600),
+            registry=registry,
+        )
+        self.attempts = Counter(
+            "obzvon_attempts", "Call attempts by how they ended", ["campaign", "outcome"],
+            registry=registry,
+        )  # fmt: skip
+        self.outcomes = Counter(
+            "obzvon_operator_outcomes", "Operator dispositions", ["operator", "outcome"],
+            registry=registry,
+        )  # fmt: skip
+        self.talk = Histogram(
+            "obzvon_talk_seconds", "Talk time of connected calls", ["campaign"],
+            buckets=(15, 30, 60, 90, 120, 180, 240, 300, 450, 600, 900), registry=registry,
+        )  # fmt: skip
+
+    def first_call(self, campaign_id: str, seconds: float) -> None:
+        self.ttfc.labels(campaign_id).observe(max(0.0, seconds))
+
+    def attempt(self, campaign_id: str, outcome: str, talk_s: float | None) -> None:
+        self.attempts.labels(campaign_id, outcome).inc()
+        if talk_s is not None:
+            self.talk.labels(campaign_id).observe(talk_s)
+
+    def operator_outcome(self, operator_id: str | None, outcome: str) -> None:
+        if operator_id:
+            self.outcomes.labels(operator_id, outcome).inc()
+
+
 def make_registry(
-    collector: Collector,
+    collector: Collector, registry: CollectorRegistry | None = None
 ) -> tuple[CollectorRegistry, Callable[[], tuple[bytes, str]]]:
-    """A registry holding `collector`, and a function rendering it for the /metrics route."""
-    registry = CollectorRegistry(auto_describe=False)
+    """A registry holding `collector` (added to `registry` if given), and a function rendering
+    it for the /metrics route."""
+    registry = registry or CollectorRegistry(auto_describe=False)
     registry.register(collector)
 
     def render() -> tuple[bytes, str]:

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dialer.engine import commands as cmd
 from dialer.engine.scheduling import Lead
+from dialer.metrics import EventMetrics
 from dialer.storage import repo
 from dialer.storage.db import Database
 from dialer.storage.models import CallAttempt, Order, OrderStatus, Outcome
@@ -79,12 +80,14 @@ class Store:
         now: Callable[[], float],
         ami_server: str | None = None,
         on_outcome: Callable[..., None] | None = None,
+        metrics: EventMetrics | None = None,
     ) -> None:
         self._db = db
         self._now = now  # the daemon's clock: simulated in the demo
         self._ami_server = ami_server
         # told of every operator outcome once it is stored (learned routing listens)
         self._on_outcome = on_outcome
+        self._metrics = metrics
 
     async def attempt_started(self, command: cmd.Originate, now: float) -> None:
         at = ts(now)
@@ -99,6 +102,9 @@ class Store:
                 operator_id=command.operator_id,
             )
             await repo.update_attempt(session, command.call_id, originated_at=at)
+            order = await session.get(Order, int(command.order_id))
+        if self._metrics is not None and order is not None and order.attempts == 1:
+            self._metrics.first_call(order.campaign_id, now - order.stored_at.timestamp())
 
     async def apply(self, command: cmd.Command) -> None:
         if isinstance(command, cmd.StoreAttempt):
@@ -133,6 +139,8 @@ class Store:
             order = await session.get(Order, attempt.order_id)
             assert order is not None
             talk = (c.ended_at - c.connected_at) if c.connected_at else 0.0
+            if self._metrics is not None:
+                self._metrics.attempt(c.campaign_id, c.outcome, talk if c.connected_at else None)
             wait = ((c.connected_at or c.ended_at) - c.answered_at) if c.answered_at else 0.0
             await add_outbox(
                 session,
@@ -185,6 +193,8 @@ class Store:
                 value = float(order.amount + amount)
             else:
                 await self._attempt_outcome(session, order, c, now)
+        if learned is not None and self._metrics is not None:
+            self._metrics.operator_outcome(learned[0], learned[3])
         if learned is not None and self._on_outcome is not None:
             operator_id, category, campaign_id, outcome_name = learned
             self._on_outcome(

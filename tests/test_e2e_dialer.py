@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -79,6 +80,8 @@ async def test_two_hundred_orders_end_or_are_rescheduled_by_their_plan(tmp_path:
                     closed.add(order_id)
                 await asyncio.sleep(rng.uniform(0, 0.02))
 
+        metrics: list[str] = []
+
         async def settle() -> None:
             await feed()
             while True:
@@ -86,6 +89,8 @@ async def test_two_hundred_orders_end_or_are_rescheduled_by_their_plan(tmp_path:
                 stats = rt.engine.statistics(clock.now())
                 c = stats.campaigns["confirm"]
                 if stats.open_calls == 0 and c.leads_due == 0:
+                    async with httpx.AsyncClient(base_url=f.base_url) as http:
+                        metrics.append((await http.get("/metrics")).text)
                     # quiet: drain as SIGTERM does; a retry that comes due meanwhile finishes
                     rt.daemon.drain()
                     return
@@ -146,5 +151,12 @@ async def test_two_hundred_orders_end_or_are_rescheduled_by_their_plan(tmp_path:
         a = channel[d.channel_id]  # type: ignore[index]
         assert a.connected_at is not None and a.operator_id == d.operator_id
 
+    # what supervisors see in Prometheus agrees with the database
+    text = metrics[0]
+    busy = sum(1 for a in attempts if a.outcome == "busy")
+    assert f'obzvon_attempts_total{{campaign="confirm",outcome="busy"}} {busy:.1f}' in text
+    called = sum(1 for o in orders if o.attempts > 0)
+    assert f'obzvon_order_to_first_call_seconds_count{{campaign="confirm"}} {called:.1f}' in text
+    assert 'obzvon_operator_state{operator="2001",state="ready"} 1.0' in text
     assert stats.live_answers > 0
     assert stats.abandons / stats.live_answers <= campaign.abandon_target
