@@ -9,36 +9,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import signal
 import ssl
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import numpy as np
 import uvicorn
 from prometheus_client import CollectorRegistry
 
-from acd.board import OperatorBoard, OperatorProfile
-from acd.fairness import FairnessGuard
+from acd.board import OperatorBoard
 from acd.performance import PerformanceBook, PerformanceSettings
-from acd.routing import FewestCalls, LongestIdle, RandomRouting, RoutingPolicy, StaticTiers
-from acd.routing_learned import PerformanceRouting
 from crm_bridge.adapter import CrmAdapter
 from dialer.bus import EventBus, MqttForwarder
 from dialer.clock import Clock, LiveClock
-from dialer.config import CampaignSettings, OperatorSettings, Settings
-from dialer.config.models import RoutingSettings
+from dialer.config import Settings
 from dialer.control import DaemonControl
 from dialer.crm_cursor import CursorFile
 from dialer.crm_factory import first_cursor, intake_rules, make_adapter
 from dialer.daemon import Daemon
 from dialer.engine import events as ev
-from dialer.engine.campaign import CallingWindow, CampaignRules
 from dialer.engine.engine import DialerEngine
 from dialer.events_schema import floor_snapshot, publish_campaign_stats
 from dialer.http.app import create_app
@@ -52,6 +45,7 @@ from dialer.metrics import EventMetrics, SnapshotCollector, make_registry
 from dialer.recordings import RecordingLinks, recordings_router
 from dialer.relay import OutboxRelay
 from dialer.reports import reports_router, today_by_category
+from dialer.settings_map import campaign_rules, operator_profile, routing_policy
 from dialer.storage.db import Database
 from dialer.storage.migrate import upgrade_async
 from dialer.store import Store
@@ -65,81 +59,6 @@ log = logging.getLogger(__name__)
 
 # The zone reports and the wallboard's "today" are counted in.
 REPORT_TZ = "Europe/Moscow"
-
-
-def _time(minute: int) -> time:
-    return time(0, 0) if minute >= 24 * 60 else time(minute // 60, minute % 60)
-
-
-def campaign_rules(c: CampaignSettings) -> CampaignRules:
-    """The engine's rules for a configured campaign."""
-    window = CallingWindow(
-        start=_time(c.calling_window.start_minute), end=_time(c.calling_window.end_minute)
-    )
-    return CampaignRules(
-        id=c.id,
-        line=c.line,
-        pacing=c.pacing,
-        abandon_target=c.abandon_target,
-        calling_window=window,
-        record=c.record,
-        wrapup_s=c.wrapup_s,
-        connect_budget_s=c.connect_budget_s,
-        ring_timeout_s=c.ring_timeout_s,
-        amd=c.amd,
-        max_attempts=c.max_attempts,
-        max_attempts_per_day=c.max_attempts_per_day,
-        retry_plan={
-            "busy": c.retry.busy,
-            "no_answer": c.retry.no_answer,
-            "congestion": c.retry.congestion,
-            "machine": c.retry.machine,
-            "failed": c.retry.failed,
-        },
-        shop_name=c.shop_name or c.name,
-        caller_id=c.caller_id or "",
-    )
-
-
-def routing_policy(settings: RoutingSettings, book: PerformanceBook) -> RoutingPolicy:
-    """The configured routing policy (learned performance routing by default)."""
-    match settings.policy:
-        case "performance":
-            return PerformanceRouting(
-                book=book,
-                rng=np.random.default_rng(),
-                fairness=FairnessGuard(
-                    max_idle_s=settings.max_idle_s, max_load_ratio=settings.max_load_ratio
-                ),
-            )
-        case "fewest-calls":
-            return FewestCalls()
-        case "random":
-            return RandomRouting(seed=secrets.randbits(32))
-        case "static-tiers":
-            return StaticTiers()
-        case _:
-            return LongestIdle()
-
-
-def operator_profile(o: OperatorSettings, campaigns: Sequence[CampaignSettings]) -> OperatorProfile:
-    """An operator's profile: their campaigns are those they name, those that name them, or
-    (when neither says) every campaign."""
-    mine = set(o.campaigns) | {c.id for c in campaigns if o.id in c.operators}
-    if not mine:
-        mine = {c.id for c in campaigns if not c.operators}
-    wrapup = o.wrapup_s if o.wrapup_s is not None else min(c.wrapup_s for c in campaigns)
-    return OperatorProfile(
-        id=o.id,
-        endpoint=o.endpoint,
-        campaigns=frozenset(mine),
-        skills=dict(o.skills),
-        regions=frozenset(o.regions),
-        languages=frozenset(o.languages),
-        categories_only=frozenset(o.categories_only) if o.categories_only is not None else None,
-        supervisor=o.role != "operator",
-        wrapup_s=wrapup,
-    )
 
 
 @dataclass
