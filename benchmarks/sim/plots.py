@@ -69,7 +69,10 @@ def talk_vs_abandon(comparisons: Sequence[PacingComparison], path: Path) -> Path
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.tight_layout(rect=(0, 0, 1, 0.93))
-    fig.suptitle("Talk share against abandon rate (dashed: the abandon target)", y=0.995)
+    fig.suptitle(
+        "Talk share against abandon rate (dashed: the abandon target; talk-share axes zoomed)",
+        y=0.995,
+    )
     fig.legend(
         handles,
         labels,
