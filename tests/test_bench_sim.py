@@ -78,10 +78,12 @@ def test_orders_arrive_by_hour_in_each_customers_own_time_zone() -> None:
 
 
 def test_the_oracle_pacer_never_abandons_and_dials_in_the_hoppers_order() -> None:
-    result = Simulation(World(busy()), pacing="oracle").run()
+    sim = Simulation(World(busy()), pacing="oracle")
+    result = sim.run()
     assert result.live_answers > 50
     assert result.abandons == 0
     assert result.oracle_mismatches == 0
+    assert sim.oracle is not None and sim.oracle.unconsumed == 0  # every planned call placed
 
 
 def test_a_pacer_that_dials_ahead_does_abandon_in_the_same_world() -> None:

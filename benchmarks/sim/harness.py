@@ -300,8 +300,7 @@ class Simulation:
     def _originate(self, cmd: Originate, now: float) -> None:
         if self.oracle is not None and self.oracle.expected:
             # A lead other than the one the oracle planned means its picture of the hopper is
-            # wrong. Calls beyond its plan are the engine's AbandonGuard dialling progressively
-            # (it wraps every pacer), which the oracle's plan does not cover but cannot harm.
+            # wrong, and its promise never to abandon with it.
             self._mismatches += self.oracle.expected.popleft() != cmd.order_id
         self.legs.originate(cmd, now)
 

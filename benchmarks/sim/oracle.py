@@ -14,9 +14,9 @@ early for any operator to take it (or, with the 1 s tick, for up to a tick).
 
 Where it falls short of a perfect clairvoyant: it cannot reorder the hopper (a lead that must
 wait holds up those behind it), it decides only on the engine's ticks, a lead under an abandon
-lockout stops the run (the oracle itself never causes a lockout), and the engine wraps it in
-its `AbandonGuard` like any pacer, which dials progressively until a 24 h window holds enough
-live answers for one abandon to stay within the target.
+lockout stops the run (the oracle itself never causes a lockout). It says `never_abandons`,
+which lets it through the engine's `AbandonGuard` (the guard would otherwise hold it to
+progressive dialling until a 24 h window holds enough answers for one abandon to fit).
 
 `OracleRouting` implements `RoutingPolicy` with the true confirmation rate of every operator
 for every category: it gives each call the free operator most likely to confirm it.
@@ -148,8 +148,8 @@ class OraclePacer:
         )
 
     def calls_to_place(self, snap: PacingSnapshot) -> int:
-        # The driver consumes `expected` as the Originates come out; leftovers mean the engine's
-        # guard placed fewer calls than planned.
+        # The driver consumes `expected` as the Originates come out; leftovers mean fewer calls
+        # were placed than planned (the hopper found fewer leads in their window).
         self.unconsumed += len(self.expected)
         self.expected.clear()
         if snap.leads_available <= 0:
