@@ -36,6 +36,8 @@ pytest: $(STAMP) browser
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m benchmarks.report
 	$(BIN)/python -m benchmarks.ami_throughput
 	$(BIN)/python -m benchmarks.speed_to_lead
 	$(BIN)/python -m benchmarks.fraud_base
