@@ -42,6 +42,8 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.speed_to_lead
 	$(BIN)/python -m benchmarks.fraud_base
 	$(BIN)/python -m benchmarks.crm_sync
+	$(BIN)/python -m benchmarks.outcome_latency
+	$(BIN)/python -m benchmarks.routing_decision
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -14,9 +14,7 @@ tests: a target missed is reported as missed.
 from __future__ import annotations
 
 import argparse
-import os
 import pickle
-import platform
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -25,13 +23,13 @@ from pathlib import Path
 from typing import Final, TypeVar
 from zoneinfo import ZoneInfo
 
+from benchmarks.common import machine, write_section
 from benchmarks.sim.compare import PacingComparison, RoutingComparison
 from benchmarks.sim.scenario import load_scenario
 from benchmarks.sim.tables import markdown, pacing_table, routing_table, verdict_table
 from benchmarks.sim.targets import Verdict, pacing_verdicts, routing_verdicts
 
 ROOT: Final = Path(__file__).resolve().parent.parent
-DOCS: Final = ROOT / "docs" / "benchmarks.md"
 IMG: Final = ROOT / "docs" / "img"
 PACING_SCENARIOS: Final = (
     "newyear-spike",
@@ -47,38 +45,6 @@ ROUTING_SCENARIOS: Final = (("skewed-categories", 5), ("newyear-spike", 3))
 SPEED_SCENARIO: Final = "newyear-spike"
 SPEED_TARGET_S: Final = 10.0
 SECTIONS: Final = ("speed", "pacing", "routing", "plan")
-
-
-def machine() -> str:
-    """CPU count and model, Python, kernel, and the load average now (the machine is shared)."""
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (
-        f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}; load average {load:.1f} at the start"
-    )
-
-
-def write_section(name: str, text: str, path: Path = DOCS) -> None:
-    """Replace the text between the section's markers, or append the section."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    block = f"{start}\n{text.rstrip()}\n{end}\n"
-    current = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if start in current and end in current:
-        head, _, rest = current.partition(start)
-        _, _, tail = rest.partition(end)
-        rest_text = tail.lstrip("\n")
-        updated = head + block + ("\n" + rest_text if rest_text else "")
-    else:
-        updated = current.rstrip("\n") + "\n\n" + block
-    path.write_text(updated, encoding="utf-8")
 
 
 def _img(name: str) -> str:
