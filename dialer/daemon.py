@@ -18,14 +18,18 @@ SIGTERM) stops new calls, lets live calls finish and then stops.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from crm_bridge.masking import mask_phone
 from dialer.bus import EventBus
 from dialer.clock import Clock
 from dialer.engine import commands as cmd
 from dialer.engine import events as ev
+from dialer.engine.engine import DialerEngine
+from dialer.store import Store
 from dialer.telephony import AmiTranslator, DialSettings, endpoint_exten, originate_action
 from pbx import commands as ami
 from pbx import dialplan
@@ -37,11 +41,6 @@ log = logging.getLogger(__name__)
 
 INBOX_SIZE = 10_000
 FLUSH_TIMEOUT_S = 30.0
-
-
-def mask_phone(phone: str) -> str:
-    """``+79001234567`` → ``+7900***4567``: enough to tell calls apart in a log, no more."""
-    return phone[:5] + "***" + phone[-4:] if len(phone) > 9 else "***"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +62,10 @@ class Daemon:
     def __init__(
         self,
         *,
-        engine: object,
+        engine: DialerEngine,
         ami_client: AmiClient,
         translator: AmiTranslator,
-        store: object,
+        store: Store,
         bus: EventBus,
         clock: Clock,
         dial: DialSettings,
@@ -140,7 +139,7 @@ class Daemon:
                     tg.create_task(self._ticker(), name="ticker")
                     tg.create_task(self._writer(), name="db-writer")
                     for i, job in enumerate(extra):
-                        tg.create_task(job(), name=f"extra-{i}")
+                        tg.create_task(_awaited(job), name=f"extra-{i}")
                     stopper = tg.create_task(self._stopped.wait(), name="stop-signal")
                     await stopper
                     # what the engine decided is stored before we go
@@ -158,7 +157,7 @@ class Daemon:
         while True:
             now = self.clock.now()
             wake = now + self.tick_s
-            deadline = self.engine.next_deadline()  # type: ignore[attr-defined]
+            deadline = self.engine.next_deadline()
             if deadline is not None and now < deadline < wake:
                 wake = deadline
             await self.clock.sleep(wake - now)
@@ -193,7 +192,7 @@ class Daemon:
                 await self._inbox.put((item, None))
 
     async def _engine_loop(self) -> None:
-        handle = self.engine.handle  # type: ignore[attr-defined]
+        handle = self.engine.handle
         while True:
             event, done = await self._inbox.get()
             try:
@@ -214,7 +213,7 @@ class Daemon:
 
     def _idle(self) -> bool:
         """No call holds a channel, and no operator is still wrapping one up."""
-        stats = self.engine.statistics(self.clock.now())  # type: ignore[attr-defined]
+        stats = self.engine.statistics(self.clock.now())
         wrapping = sum(c.calls_by_state.get("wrap-up", 0) for c in stats.campaigns.values())
         return bool(stats.live_calls == 0 and wrapping == 0)
 
@@ -260,9 +259,9 @@ class Daemon:
                         f"hangup-{command.call_id}",
                     )
             case cmd.StoreAttempt() | cmd.StoreOutcome():
-                self._writes.put_nowait(lambda c=command: self.store.apply(c))  # type: ignore[attr-defined,misc]
+                self._writes.put_nowait(functools.partial(self.store.apply, command))
             case cmd.ScreenPop():
-                self._writes.put_nowait(lambda c=command: self._screen_pop(c))  # type: ignore[misc]
+                self._writes.put_nowait(functools.partial(self._screen_pop, command))
             case cmd.MissingDisposition():
                 log.warning(
                     "operator %s gave no disposition for call %s",
@@ -321,7 +320,7 @@ class Daemon:
 
     async def _originate(self, command: cmd.Originate) -> None:
         try:
-            await self.store.attempt_started(command, self.clock.now())  # type: ignore[attr-defined]
+            await self.store.attempt_started(command, self.clock.now())
         except Exception as exc:
             # The row is the guard against dialling twice: without it, no call.
             log.error("not dialling %s: %s", mask_phone(command.phone), exc)
@@ -346,8 +345,12 @@ class Daemon:
         )
 
     async def _screen_pop(self, command: cmd.ScreenPop) -> None:
-        card = await self.store.order_card(command.order_id, command.call_id)  # type: ignore[attr-defined]
+        card = await self.store.order_card(command.order_id, command.call_id)
         self.bus.publish(f"operators/{command.operator_id}/screenpop", card, qos=1)
+
+
+async def _awaited(job: Callable[[], Awaitable[None]]) -> None:
+    await job()
 
 
 class _Stop(Exception):

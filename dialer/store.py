@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm_bridge.masking import mask_phone
 from dialer.engine import commands as cmd
 from dialer.engine.scheduling import Lead
 from dialer.metrics import EventMetrics
@@ -41,11 +42,6 @@ def ts(epoch: float | None) -> datetime | None:
 
 def epoch(value: datetime | None) -> float | None:
     return None if value is None else value.timestamp()
-
-
-def mask_phone(phone: str) -> str:
-    """``+79001234567`` → ``+7900***4567``: enough to tell calls apart, no more."""
-    return phone[:5] + "***" + phone[-4:] if len(phone) > 9 else "***"
 
 
 def lead_of(order: Order) -> Lead:
