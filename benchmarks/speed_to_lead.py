@@ -18,7 +18,6 @@ import asyncio
 import random
 import secrets
 import tempfile
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -29,11 +28,8 @@ from dialer.app import Runtime, background_jobs, open_runtime
 from dialer.clock import LiveClock
 from dialer.config import CampaignSettings, OperatorSettings, Settings
 from dialer.config.models import DatabaseSettings, HttpSettings
-from dialer.demo_feed import OperatorBot, percentile
-from dialer.engine import events as ev
-from dialer.storage import repo
+from dialer.demo_feed import operator_bots, percentile
 from dialer.storage.models import Order
-from dialer.store import lead_of
 from dialer.telephony import DialSettings
 from pbx.sim import AsteriskSim, CallModel, OperatorScript
 
@@ -73,18 +69,14 @@ async def measure(*, seconds: float, rate: float, operators: int, port: int) -> 
                 settings, clock=LiveClock(), ami_port=sim.port, dial=dial
             ) as rt:
                 base = f"http://127.0.0.1:{port}"
-                bots = [
-                    OperatorBot(
-                        operator_id=o.id,
-                        token=o.token.get_secret_value(),  # type: ignore[union-attr]
-                        base_url=base,
-                        clock=rt.clock,
-                        conversion={"cosmetics": 0.7},
-                        rng=random.Random(i),
-                        poll_s=0.2,
-                    )
-                    for i, o in enumerate(ops)
-                ]
+                bots = operator_bots(
+                    ops,
+                    base_url=base,
+                    clock=rt.clock,
+                    conversion=lambda _: {"cosmetics": 0.7},
+                    rng=random.Random(2),
+                    poll_s=0.2,
+                )
 
                 async def feed() -> None:
                     await asyncio.sleep(2.0)  # operators log in
@@ -94,24 +86,17 @@ async def measure(*, seconds: float, rate: float, operators: int, port: int) -> 
                     while loop.time() < end:
                         await asyncio.sleep(rng.expovariate(rate))
                         n += 1
-                        now = rt.clock.now()
-                        at = datetime.fromtimestamp(now, UTC)
-                        async with rt.db.session() as session:
-                            order = await repo.add_order(
-                                session,
-                                crm="bench",
-                                external_id=f"b-{n}",
-                                phone_e164=f"+7901{rng.randrange(10**7):07d}",
-                                campaign_id="confirm",
-                                timezone="Europe/Moscow",
-                                created_at=at,
-                                now=at,
-                                category="cosmetics",
-                                amount=Decimal(1990),
-                            )
-                            lead = lead_of(order)
-                        free_at_arrival[order.id] = spare_operator(rt)
-                        await rt.daemon.submit(ev.OrderArrived(lead=lead, now=now))
+                        spare = spare_operator(rt)
+                        order_id = await rt.add_order(
+                            crm="bench",
+                            external_id=f"b-{n}",
+                            phone_e164=f"+7901{rng.randrange(10**7):07d}",
+                            campaign_id="confirm",
+                            timezone="Europe/Moscow",
+                            category="cosmetics",
+                            amount=Decimal(1990),
+                        )
+                        free_at_arrival[order_id] = spare
                     await asyncio.sleep(3.0)
                     rt.daemon.stop()
 

@@ -17,6 +17,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from prometheus_client import CollectorRegistry
@@ -46,9 +47,10 @@ from dialer.recordings import RecordingLinks, recordings_router
 from dialer.relay import OutboxRelay
 from dialer.reports import reports_router, today_by_category
 from dialer.settings_map import campaign_rules, operator_profile, routing_policy
+from dialer.storage import repo
 from dialer.storage.db import Database
 from dialer.storage.migrate import upgrade_async
-from dialer.store import Store
+from dialer.store import Store, lead_of
 from dialer.telephony import AmiTranslator, DialSettings
 from pbx.channels import ChannelTracker
 from pbx.client import AmiClient
@@ -78,6 +80,17 @@ class Runtime:
     crm: CrmAdapter | None
     relay: OutboxRelay | None
     learning: Learning
+
+    async def add_order(self, **fields: Any) -> int:
+        """Store an order as given (`repo.add_order`'s fields, without intake's rules: for
+        simulated shops and tests) and hand it to the engine at once; returns its id."""
+        now = self.clock.now()
+        at = datetime.fromtimestamp(now, UTC)
+        async with self.db.session() as session:
+            order = await repo.add_order(session, created_at=at, now=at, **fields)
+            lead = lead_of(order)
+        await self.daemon.submit(ev.OrderArrived(lead=lead, now=now))
+        return order.id
 
 
 def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -157,7 +170,7 @@ async def open_runtime(
                 dial_template=server.dial_template, recordings_dir=server.recordings_dir
             ),
             tick_s=tick_s,
-            on_command=on_command,  # type: ignore[arg-type]
+            on_command=on_command,
         )
         crm = make_adapter(settings.crm)
         if crm is not None:
@@ -272,7 +285,6 @@ async def open_runtime(
                 timeout_graceful_shutdown=2,
             )
         )
-        http.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         yield Runtime(
             settings=settings,
             clock=clock,

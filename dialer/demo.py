@@ -17,7 +17,7 @@ import signal
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -32,11 +32,8 @@ from dialer.app import Runtime, background_jobs, open_runtime
 from dialer.clock import ScaledClock
 from dialer.config import OperatorSettings, Settings
 from dialer.config.models import DatabaseSettings, HttpSettings
-from dialer.demo_feed import CATEGORIES, OperatorBot, OrderFeed, percentile, true_conversion
-from dialer.engine import events as ev
-from dialer.storage import repo
+from dialer.demo_feed import CATEGORIES, OrderFeed, operator_bots, percentile, true_conversion
 from dialer.storage.models import Disposition, Order
-from dialer.store import lead_of
 from dialer.telephony import DialSettings
 from pbx.sim import AsteriskSim, CallModel, OperatorScript
 
@@ -84,26 +81,18 @@ async def _feed(rt: Runtime, feed: OrderFeed) -> None:
         hour = datetime.fromtimestamp(clock.now(), HOME).hour
         await clock.sleep(feed.next_gap_s(hour))
         o = feed.make()
-        now = clock.now()
-        at = datetime.fromtimestamp(now, UTC)
-        async with rt.db.session() as session:
-            order = await repo.add_order(
-                session,
-                crm="demo",
-                external_id=o.external_id,
-                phone_e164=o.phone,
-                campaign_id=campaign,
-                timezone=o.timezone,
-                created_at=at,
-                now=at,
-                customer_name=o.customer_name,
-                region=o.region,
-                category=o.category,
-                items=list(o.items),
-                amount=Decimal(str(o.amount)),
-            )
-            lead = lead_of(order)
-        await rt.daemon.submit(ev.OrderArrived(lead=lead, now=now))
+        await rt.add_order(
+            crm="demo",
+            external_id=o.external_id,
+            phone_e164=o.phone,
+            campaign_id=campaign,
+            timezone=o.timezone,
+            customer_name=o.customer_name,
+            region=o.region,
+            category=o.category,
+            items=list(o.items),
+            amount=Decimal(str(o.amount)),
+        )
 
 
 async def summary(rt: Runtime, *, sim: AsteriskSim) -> dict[str, Any]:
@@ -220,18 +209,13 @@ async def run_demo(
                 board_url = f"{base}/#token={sup.get_secret_value() if sup else ''}"
                 if not as_json:
                     console.print(f"wallboard: {board_url}   metrics: {base}/metrics")
-                bots = [
-                    OperatorBot(
-                        operator_id=o.id,
-                        token=o.token.get_secret_value(),  # type: ignore[union-attr]
-                        base_url=base,
-                        clock=clock,
-                        conversion=true_conversion(rng, list(CATEGORIES)),
-                        rng=random.Random(rng.random()),
-                    )
-                    for o in settings.operators
-                    if o.role == "operator"
-                ]
+                bots = operator_bots(
+                    settings.operators,
+                    base_url=base,
+                    clock=clock,
+                    conversion=lambda _: true_conversion(rng, list(CATEGORIES)),
+                    rng=rng,
+                )
                 feed = OrderFeed(per_day=per_day, seed=seed)
                 jobs: list[Callable[[], Awaitable[None]]] = [*background_jobs(rt)]
                 jobs.append(lambda: _feed(rt, feed))

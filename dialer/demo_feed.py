@@ -13,13 +13,14 @@ import asyncio
 import logging
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from dialer.clock import Clock
+from dialer.config import OperatorSettings
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +187,31 @@ class OperatorBot:
             return None
         data = response.json() if response.content else {}
         return data if isinstance(data, dict) else {}
+
+
+def operator_bots(
+    operators: Iterable[OperatorSettings],
+    *,
+    base_url: str,
+    clock: Clock,
+    conversion: Callable[[int], Mapping[str, float]],
+    rng: random.Random,
+    poll_s: float = 0.05,
+) -> list[OperatorBot]:
+    """A simulated desktop for each operator (supervisors excluded), the i-th converting as
+    `conversion(i)` says, each with its own generator drawn from `rng`."""
+    return [
+        OperatorBot(
+            operator_id=o.id,
+            token=o.token.get_secret_value() if o.token else "",
+            base_url=base_url,
+            clock=clock,
+            conversion=conversion(i),
+            rng=random.Random(rng.random()),
+            poll_s=poll_s,
+        )
+        for i, o in enumerate(op for op in operators if op.role == "operator")
+    ]
 
 
 def _iso(epoch: float) -> str:

@@ -13,7 +13,6 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -21,10 +20,7 @@ from dialer.app import Runtime, open_runtime
 from dialer.clock import ScaledClock
 from dialer.config import CampaignSettings, OperatorSettings, Settings
 from dialer.config.models import CrmSettings, DatabaseSettings, HttpSettings, IntakeSettings
-from dialer.demo_feed import OperatorBot
-from dialer.engine import events as ev
-from dialer.storage import repo
-from dialer.store import lead_of
+from dialer.demo_feed import OperatorBot, operator_bots
 from dialer.telephony import DialSettings
 from pbx.sim import AsteriskSim, CallModel, OperatorScript
 
@@ -43,42 +39,29 @@ class Floor:
     base_url: str
 
     def bots(self, *, poll_s: float = 0.1, conversion: float = 0.7) -> list[OperatorBot]:
-        return [
-            OperatorBot(
-                operator_id=o.id,
-                token=o.token.get_secret_value(),  # type: ignore[union-attr]
-                base_url=self.base_url,
-                clock=self.rt.clock,
-                conversion={"cosmetics": conversion},
-                rng=random.Random(i),
-                poll_s=poll_s,
-            )
-            for i, o in enumerate(self.settings.operators)
-        ]
+        return operator_bots(
+            self.settings.operators,
+            base_url=self.base_url,
+            clock=self.rt.clock,
+            conversion=lambda _: {"cosmetics": conversion},
+            rng=random.Random(0),
+            poll_s=poll_s,
+        )
 
     def token(self, operator_id: str) -> str:
         return self.settings.operator(operator_id).token.get_secret_value()  # type: ignore[union-attr]
 
     async def order(self, i: int, *, digits: str, zone: str = "Europe/Moscow") -> int:
         """Store an order and hand it to the engine, as intake does; returns its id."""
-        now = self.rt.clock.now()
-        at = datetime.fromtimestamp(now, UTC)
-        async with self.rt.db.session() as session:
-            order = await repo.add_order(
-                session,
-                crm="test",
-                external_id=f"t-{i}",
-                phone_e164=f"+{digits}",
-                campaign_id=self.settings.campaigns[0].id,
-                timezone=zone,
-                created_at=at,
-                now=at,
-                category="cosmetics",
-                amount=Decimal(1990),
-            )
-            lead = lead_of(order)
-        await self.rt.daemon.submit(ev.OrderArrived(lead=lead, now=now))
-        return order.id
+        return await self.rt.add_order(
+            crm="test",
+            external_id=f"t-{i}",
+            phone_e164=f"+{digits}",
+            campaign_id=self.settings.campaigns[0].id,
+            timezone=zone,
+            category="cosmetics",
+            amount=Decimal(1990),
+        )
 
 
 def floor_settings(

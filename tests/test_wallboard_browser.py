@@ -30,8 +30,6 @@ from dialer.clock import ScaledClock
 from dialer.config import CampaignSettings, OperatorSettings, Settings
 from dialer.config.models import DatabaseSettings, HttpSettings
 from dialer.engine import events as ev
-from dialer.storage import repo
-from dialer.store import lead_of
 from dialer.telephony import DialSettings
 from pbx.sim import AsteriskSim, CallModel, NumberScript, OperatorScript
 from tests.test_wallboard import free_port
@@ -219,22 +217,15 @@ def settings_for(tmp_path: Path) -> Settings:
 
 
 async def add_order(rt: Runtime, phone: str) -> None:
-    at = datetime.fromtimestamp(rt.clock.now(), UTC)
-    async with rt.db.session() as session:
-        order = await repo.add_order(
-            session,
-            crm="test",
-            external_id=f"browser-{phone}",
-            phone_e164=f"+{phone}",
-            campaign_id="confirm",
-            timezone="Europe/Moscow",
-            created_at=at,
-            now=at,
-            category="cosmetics",
-            amount=Decimal(1990),
-        )
-        lead = lead_of(order)
-    await rt.daemon.submit(ev.OrderArrived(lead=lead, now=rt.clock.now()))
+    await rt.add_order(
+        crm="test",
+        external_id=f"browser-{phone}",
+        phone_e164=f"+{phone}",
+        campaign_id="confirm",
+        timezone="Europe/Moscow",
+        category="cosmetics",
+        amount=Decimal(1990),
+    )
 
 
 async def test_the_floor_in_a_browser_shows_calls_live_and_pauses_an_operator(
