@@ -6,6 +6,7 @@ wallboard read these snapshots instead of counters sprinkled through the decisio
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 from collections.abc import Mapping
@@ -18,6 +19,7 @@ __all__ = [
     "CampaignCounters",
     "CampaignStatistics",
     "EngineStatistics",
+    "QueueStatistics",
     "TimeToFirstCall",
     "TimeToFirstCallSamples",
 ]
@@ -127,6 +129,31 @@ class CampaignStatistics:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class QueueStatistics:
+    """One inbound line's queue at `EngineStatistics.now`, since the engine started.
+
+    `waiting` callers are in line now, the longest for `longest_wait_s`. Of the callers whose
+    wait ended: `answered` reached an operator (`answered_within_sl` of them within
+    `service_level_s`), `abandoned` hung up while waiting, `callbacks` took the callback offer
+    and left. `service_level` = answered within the threshold / all whose wait ended (None
+    before the first); `asa_s` is the average speed of answer (mean wait of answered callers).
+    `offered` counts every caller who entered the line.
+    """
+
+    line_id: str
+    waiting: int
+    longest_wait_s: float
+    offered: int
+    answered: int
+    answered_within_sl: int
+    abandoned: int
+    callbacks: int
+    service_level_s: float
+    service_level: float | None
+    asa_s: float | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EngineStatistics:
     """The whole engine at `now`.
 
@@ -142,3 +169,4 @@ class EngineStatistics:
     live_calls: int
     stale_events: int
     campaigns: Mapping[str, CampaignStatistics]
+    queues: Mapping[str, QueueStatistics] = dataclasses.field(default_factory=dict)
