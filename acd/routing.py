@@ -4,10 +4,11 @@ A policy is a small object with a `name` and `choose(request, candidates, now)`.
 here first narrows the candidates to a shortlist (`shortlist`), the same for all of them:
 
 1. only operators who may take the call at all (`eligible`): READY, registered, working in
-   the request's campaign and qualified for its category;
+   the request's campaign (or one of the lines it overflows to) and qualified for its category;
 2. if the request names a language and someone on the list speaks it, only those;
 3. operators who are not supervisors, if there are any: supervisors are kept free for
-   escalations and take a queue call only when nobody else can;
+   escalations and take a queue call only when nobody else can (an escalation asks for
+   supervisors only);
 4. if the request names a region and someone left covers it, only those (local promotions).
 
 The policies differ only in how they pick from the shortlist. They never change the board: the
@@ -29,7 +30,11 @@ from acd.states import OperatorState
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RoutingRequest:
-    """A call looking for an operator. `amount` is the order's value (unused by the baselines)."""
+    """A call looking for an operator. `amount` is the order's value (unused by the baselines).
+
+    `also_campaigns` widens the pool to operators of other lines (an inbound caller's overflow
+    after waiting); `supervisor_only` narrows it to supervisors (an escalation).
+    """
 
     call_id: str
     campaign_id: str
@@ -37,6 +42,17 @@ class RoutingRequest:
     region: str | None = None
     language: str | None = None
     amount: float = 0.0
+    also_campaigns: frozenset[str] = frozenset()
+    supervisor_only: bool = False
+
+    @property
+    def widened(self) -> bool:
+        """True when the pool is not simply the campaign's qualified operators."""
+        return bool(self.also_campaigns) or self.supervisor_only
+
+    def works_in(self, campaigns: frozenset[str]) -> bool:
+        """Whether an operator working in `campaigns` belongs to this request's pool."""
+        return self.campaign_id in campaigns or not self.also_campaigns.isdisjoint(campaigns)
 
 
 class RoutingPolicy(Protocol):
@@ -53,10 +69,13 @@ class RoutingPolicy(Protocol):
 
 def eligible(request: RoutingRequest, view: OperatorView) -> bool:
     """True if the operator may be offered the call: the same test as `OperatorBoard.free`."""
+    profile = view.profile
     return (
         view.state is OperatorState.READY
         and view.registered
-        and view.profile.serves(request.campaign_id, request.category)
+        and request.works_in(profile.campaigns)
+        and profile.qualified_for(request.category)
+        and (profile.supervisor or not request.supervisor_only)
     )
 
 
@@ -72,7 +91,8 @@ def shortlist(request: RoutingRequest, candidates: Sequence[OperatorView]) -> li
     language, region = request.language, request.region
     if language is not None:
         views = _prefer(views, lambda v: language in v.profile.languages)
-    views = _prefer(views, lambda v: not v.profile.supervisor)
+    if not request.supervisor_only:
+        views = _prefer(views, lambda v: not v.profile.supervisor)
     if region is not None:
         views = _prefer(views, lambda v: region in v.profile.regions)
     return views

@@ -32,7 +32,7 @@ from acd.board import OperatorView
 from acd.errors import InvalidValue
 from acd.fairness import FairnessGuard
 from acd.performance import PerformanceBook
-from acd.routing import RoutingRequest, eligible
+from acd.routing import RoutingRequest, eligible, shortlist
 from acd.states import OperatorState
 
 _READY = OperatorState.READY
@@ -54,6 +54,8 @@ def fast_shortlist(
     operator: about four times faster than the general one at a thousand candidates. A test
     holds the two equal on random boards.
     """
+    if request.widened:  # overflow and escalations are rare: the general rule serves them
+        return shortlist(request, candidates)
     campaign, category = request.campaign_id, request.category
     language, region = request.language, request.region
     views = [
