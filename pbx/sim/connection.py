@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 MAX_BACKLOG: Final = 4 << 20
 READ_SIZE: Final = 65536
 
+FrameObserver = Callable[[Frame, bool], None]
+"""Called with every action read from a client (false) and every event written to it (true),
+as it is read or written: lets a benchmark time a client's reactions on the simulator's side."""
+
 
 class AmiSession:
     """Serves one client until it logs off, fails to log in, disconnects or is closed."""
@@ -40,6 +44,7 @@ class AmiSession:
         secret: str,
         login_failure_delay: float,
         uptime: Callable[[], int],
+        observer: FrameObserver | None = None,
     ) -> None:
         self.switch = switch
         self._reader = reader
@@ -48,6 +53,7 @@ class AmiSession:
         self._secret = secret
         self._login_failure_delay = login_failure_delay
         self._uptime = uptime
+        self._observer = observer
         self.authenticated = False
         self._classes: frozenset[str] | None = frozenset()
         self._closed = False
@@ -66,6 +72,8 @@ class AmiSession:
             privilege = frame.get("Privilege") or ""
             if not self._classes & set(privilege.split(",")):
                 return
+        if self._observer is not None:
+            self._observer(frame, True)
         self._write(data)
 
     def set_events(self, mask: str) -> bool:
@@ -104,7 +112,11 @@ class AmiSession:
                 if not data:
                     break
                 for message in parser.feed(data):
-                    if isinstance(message, Frame) and not await self._handle(message):
+                    if not isinstance(message, Frame):
+                        continue
+                    if self._observer is not None:
+                        self._observer(message, False)
+                    if not await self._handle(message):
                         return
         except (ConnectionError, OSError):
             pass

@@ -25,7 +25,7 @@ from types import MappingProxyType, TracebackType
 from pbx.protocol import Frame
 
 from .clock import SimClock
-from .connection import AmiSession
+from .connection import AmiSession, FrameObserver
 from .model import CallModel, NumberScript, OperatorScript
 from .switch import Switch
 
@@ -51,7 +51,8 @@ class AsteriskSim:
 
     `time_scale` is simulated seconds per real second: every ring, talk and wait in the sim
     divides by it. `seed` makes the call model's draws reproducible (None: a random seed,
-    readable as `seed`). `login_failure_delay` is in real seconds.
+    readable as `seed`). `login_failure_delay` is in real seconds. `observer`, if given, sees
+    every action each connection reads and every event it writes (`FrameObserver`).
     """
 
     def __init__(
@@ -63,6 +64,7 @@ class AsteriskSim:
         time_scale: float = 1.0,
         seed: int | None = None,
         login_failure_delay: float = 1.0,
+        observer: FrameObserver | None = None,
     ) -> None:
         self.user = user
         self.secret = secret
@@ -70,6 +72,7 @@ class AsteriskSim:
         self.clock = SimClock(time_scale)
         self.seed = seed if seed is not None else random.SystemRandom().randrange(1 << 31)
         self.login_failure_delay = login_failure_delay
+        self.observer = observer
         self.switch = Switch(
             clock=self.clock, model=self.model, seed=self.seed, emit=self._broadcast
         )
@@ -182,6 +185,7 @@ class AsteriskSim:
             secret=self.secret,
             login_failure_delay=self.login_failure_delay,
             uptime=self._uptime,
+            observer=self.observer,
         )
         task = asyncio.current_task()
         assert task is not None
