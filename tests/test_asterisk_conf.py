@@ -88,6 +88,9 @@ def test_every_obzvon_context_in_extensions_conf_is_defined_in_pbx_dialplan() ->
         (dialplan.CONTEXT_OUTBOUND, dialplan.EXTEN_AMD),
         (dialplan.CONTEXT_OUTBOUND, dialplan.EXTEN_WAIT),
         (dialplan.CONTEXT_ABANDON, dialplan.EXTEN_ABANDON),
+        (dialplan.CONTEXT_INBOUND, dialplan.EXTEN_WAIT),
+        (dialplan.CONTEXT_INBOUND, dialplan.EXTEN_HOLD),
+        (dialplan.CONTEXT_INBOUND, dialplan.EXTEN_CALLBACK_OFFER),
     ],
 )
 def test_the_dialplans_extensions_are_where_the_dialer_sends_calls(
@@ -96,9 +99,15 @@ def test_the_dialplans_extensions_are_where_the_dialer_sends_calls(
     assert exten in extensions(context)
 
 
-@pytest.mark.parametrize("context", [dialplan.CONTEXT_CONNECT, dialplan.CONTEXT_SPY])
+@pytest.mark.parametrize(
+    "context", [dialplan.CONTEXT_CONNECT, dialplan.CONTEXT_SPY, dialplan.CONTEXT_CONSULT]
+)
 def test_contexts_taking_an_endpoint_name_match_digits_and_names(context: str) -> None:
     assert "_[A-Za-z0-9]." in extensions(context)
+
+
+def test_shop_numbers_are_taken_with_and_without_a_plus() -> None:
+    assert {"_X.", "_+X."} <= extensions(dialplan.CONTEXT_INBOUND)
 
 
 def test_the_user_events_are_exactly_those_of_pbx_dialplan() -> None:
@@ -113,17 +122,15 @@ def test_every_user_event_names_the_call() -> None:
         assert "Call: ${OBZVON_CALL}" in args.split(",")[1:], args
 
 
-# Variables that pbx/dialplan.py does not list: OBZVON_RETURN is set and read by the dialplan
-# alone; OBZVON_SPY_MODE is set by the dialer when it originates a supervisor into the spy context.
-DIALPLAN_ONLY_VARIABLES = {"OBZVON_RETURN"}
-SPY_VARIABLES = {"OBZVON_SPY_MODE"}
-
-
-def test_the_dialplan_reads_the_variables_the_dialer_sets_and_no_others() -> None:
+def test_the_dialplan_reads_the_variables_of_pbx_dialplan_and_no_others() -> None:
     read = set(re.findall(r"\$\{(OBZVON_\w+)", DIALPLAN_TEXT))
-    defined = set(names("VAR_").values())
-    assert defined <= read
-    assert read <= defined | DIALPLAN_ONLY_VARIABLES | SPY_VARIABLES
+    assert read == set(names("VAR_").values())
+
+
+def test_the_dialplan_sets_only_the_call_id_and_where_a_caller_waits() -> None:
+    # anything else the dialer sets itself; the call id is made inheritable for the operator
+    assigned = set(re.findall(r"Set\(_*(OBZVON_\w+)=", DIALPLAN_TEXT))
+    assert assigned == {dialplan.VAR_CALL, dialplan.VAR_RETURN}
 
 
 def test_a_failed_connect_returns_the_caller_to_a_context_where_they_wait() -> None:
@@ -146,6 +153,8 @@ def test_every_static_goto_and_label_exists() -> None:
                     assert parts[1] in extensions(parts[0]), f"[{name}] {line}"
                 elif len(parts) == 2:
                     assert parts[0] in extensions(name), f"[{name}] {line}"
+                else:
+                    assert parts[0] in labels, f"[{name}] {line}"
 
 
 def test_a_bridged_call_is_not_reported_as_a_failed_connect() -> None:
@@ -153,6 +162,73 @@ def test_a_bridged_call_is_not_reported_as_a_failed_connect() -> None:
     dial = next(i for i, line in enumerate(connect) if "Dial(PJSIP/${EXTEN}" in line)
     failed = next(i for i, line in enumerate(connect) if dialplan.USEREVENT_CONNECT_FAILED in line)
     assert any('"${DIALSTATUS}" = "ANSWER"' in line for line in connect[dial:failed])
+
+
+def raw_lines(context: str, exten: str) -> list[str]:
+    """The priorities of `exten` in `context` as written: ``1,App(...)``, ``n(label),App(...)``."""
+    out: list[str] = []
+    current = None
+    for key, value in CONTEXTS[context].options:
+        if key == "exten":
+            current, _, value = value.partition(",")
+        elif key != "same":
+            continue
+        if current == exten:
+            out.append(value)
+    return out
+
+
+def steps(context: str, exten: str) -> list[str]:
+    """The applications of `exten` in `context`, in priority order."""
+    return [line.partition(",")[2] for line in raw_lines(context, exten)]
+
+
+def test_the_wait_loop_announces_the_position_and_ends_in_the_abandon_message() -> None:
+    wait = steps(dialplan.CONTEXT_INBOUND, dialplan.EXTEN_WAIT)
+    assert f"MusicOnHold(default,{dialplan.ANNOUNCE_EVERY_S})" in wait
+    assert "SayNumber(${OBZVON_POSITION})" in wait
+    assert wait[-1] == f"Goto({dialplan.CONTEXT_ABANDON},{dialplan.EXTEN_ABANDON},1)"
+    (rounds,) = re.findall(r"GotoIf\(\$\[\$\{ROUNDS\} >= (\d+)\]\?gone\)", " ".join(wait))
+    # the dialer's longest queue is far shorter than this: reaching the end means it is gone
+    assert int(rounds) * dialplan.ANNOUNCE_EVERY_S == 15 * 60
+
+
+def test_the_callback_offer_reports_yes_for_1_and_no_for_anything_else() -> None:
+    offer = steps(dialplan.CONTEXT_INBOUND, dialplan.EXTEN_CALLBACK_OFFER)
+    assert offer[0].startswith("Read(OFFER,obzvon/callback-offer,1,")
+    assert offer[1] == 'GotoIf($["${OFFER}" = "1"]?booked)'
+    event = f"UserEvent({dialplan.USEREVENT_CALLBACK},Call: ${{OBZVON_CALL}},Accepted: "
+    no, back = offer[2:4]
+    assert (no, back) == (event + "no)", f"Goto({dialplan.EXTEN_WAIT},1)")
+    booked = raw_lines(dialplan.CONTEXT_INBOUND, dialplan.EXTEN_CALLBACK_OFFER)
+    start = next(i for i, line in enumerate(booked) if line.startswith("n(booked),"))
+    assert offer[start:] == [event + "yes)", "Playback(obzvon/callback-booked)", "Hangup()"]
+
+
+def test_a_caller_put_on_hold_waits_with_the_inbound_callers() -> None:
+    assert steps(dialplan.CONTEXT_INBOUND, dialplan.EXTEN_HOLD) == [
+        f"Set(OBZVON_RETURN={dialplan.CONTEXT_INBOUND})",
+        f"Goto({dialplan.EXTEN_WAIT},1)",
+    ]
+
+
+def test_a_consultation_reports_its_end_whatever_the_dial_status_and_waits() -> None:
+    consult = steps(dialplan.CONTEXT_CONSULT, "_[A-Za-z0-9].")
+    dial = next(i for i, line in enumerate(consult) if line.startswith("Dial(PJSIP/${EXTEN},"))
+    # g: the dialplan goes on after an answered consultation ends, as after a failed one
+    assert consult[dial].endswith(",g)")
+    assert consult[dial + 1] == (
+        f"UserEvent({dialplan.USEREVENT_CONSULT_ENDED},"
+        "Call: ${OBZVON_CALL},DialStatus: ${DIALSTATUS})"
+    )
+    assert consult[dial + 2].startswith("Wait(")
+    assert consult[-1] == "Hangup()"
+
+
+def test_the_operators_channel_inherits_the_call_id_from_the_connect() -> None:
+    connect = steps(dialplan.CONTEXT_CONNECT, "_[A-Za-z0-9].")
+    dial = next(i for i, line in enumerate(connect) if line.startswith("Dial("))
+    assert "Set(__OBZVON_CALL=${OBZVON_CALL})" in connect[:dial]
 
 
 def test_the_spy_context_offers_listen_whisper_and_barge() -> None:
