@@ -48,6 +48,7 @@ from .commands import (
     MixMonitor,
     Originate,
     Redirect,
+    Setvar,
     Spy,
     StopMixMonitor,
 )
@@ -198,6 +199,9 @@ class AmiClient:
         await self.send(cmd.to_fields())
 
     async def bridge(self, cmd: Bridge) -> None:
+        await self.send(cmd.to_fields())
+
+    async def setvar(self, cmd: Setvar) -> None:
         await self.send(cmd.to_fields())
 
     async def hangup(self, cmd: HangupCommand) -> tuple[str, ...]:

@@ -228,6 +228,34 @@ class Bridge:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Setvar:
+    """Set `variable` to `value` on `channel` (a caller's place in line, say): the dialplan
+    reads the new value the next time it looks. A name starting with ``_`` or ``__`` is
+    inherited by the channels `channel` dials, as in the dialplan's ``Set``."""
+
+    action: ClassVar[str] = "Setvar"
+
+    channel: str
+    variable: str
+    value: str
+
+    def __post_init__(self) -> None:
+        _text(self.channel, "Setvar channel")
+        _text(self.variable, "Setvar variable")
+        _text(self.value, f"Setvar {self.variable}", required=False)
+        if "=" in self.variable or "," in self.variable:
+            raise AmiLocalError(f"Setvar variable {self.variable!r} has '=' or ','")
+
+    def to_fields(self) -> Fields:
+        return (
+            ("Action", "Setvar"),
+            ("Channel", self.channel),
+            ("Variable", self.variable),
+            ("Value", self.value),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Hangup:
     """Hang up a channel by name, or every channel matching a regex written ``/.../``.
 
