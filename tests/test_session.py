@@ -27,7 +27,7 @@ _DIAL_ENDS = {
     "machine": "machine",
 }
 SPEC: dict[str, dict[str, str]] = {
-    "queued": {"originate": "dialing", "fail": "failed"},
+    "queued": {"originate": "dialing", "fail": "failed", "inbound": "answered-waiting"},
     "dialing": {
         "ring": "ringing",
         "line-up": "screening",
@@ -45,13 +45,18 @@ SPEC: dict[str, dict[str, str]] = {
         "offer": "connecting",
         "abandon": "abandoned",
         "customer-hung-up": "hung-up-waiting",
+        "callback": "callback-requested",
     },
     "connecting": {
         "operator-answered": "connected",
         "operator-no-answer": "answered-waiting",
         "customer-hung-up": "hung-up-waiting",
     },
-    "connected": {"customer-hung-up": "wrap-up", "operator-hung-up": "wrap-up"},
+    "connected": {
+        "customer-hung-up": "wrap-up",
+        "operator-hung-up": "wrap-up",
+        "transfer": "answered-waiting",
+    },
     "wrap-up": {"disposition": "done", "wrapup-expired": "disposition-overdue"},
     "disposition-overdue": {"disposition": "done"},
 }
@@ -64,6 +69,7 @@ TERMINAL = {
     "machine",
     "abandoned",
     "hung-up-waiting",
+    "callback-requested",
 }
 
 

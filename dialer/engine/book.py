@@ -68,6 +68,13 @@ class CallBook:
         self._calls[session.call_id] = session
         self._by_order[order_id] = session.call_id
 
+    def open_unindexed(self, session: CallSession) -> None:
+        """Add a session that holds no order to confirm (an inbound caller without an open
+        order): it does not stop the order's own calls."""
+        if session.call_id in self._calls or session.call_id in self._finished:
+            raise EngineError(f"call id {session.call_id!r} was already used")
+        self._calls[session.call_id] = session
+
     def close(self, session: CallSession, outcome: str) -> None:
         """Forget an open session, remembering how it ended."""
         self._calls.pop(session.call_id, None)

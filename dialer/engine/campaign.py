@@ -25,7 +25,9 @@ __all__ = [
     "AttemptOutcome",
     "CallingWindow",
     "CampaignRules",
+    "InboundRules",
     "Line",
+    "OverflowStep",
 ]
 
 HOUR: Final = 3600.0
@@ -90,6 +92,61 @@ class CallingWindow:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class OverflowStep:
+    """After a caller has waited `after_s`, operators of `lines` may take them too (the way
+    app_queue's penalty rules widen the members who may answer as the wait grows)."""
+
+    after_s: float
+    lines: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.after_s) and self.after_s >= 0):
+            raise InvalidRules(f"overflow after_s must be >= 0 seconds, got {self.after_s}")
+        object.__setattr__(self, "lines", frozenset(self.lines))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InboundRules:
+    """How an inbound line queues its callers.
+
+    `priorities` maps a caller tag (``known``, ``open-order``, ``in-delivery``, ...) to a
+    priority; a caller gets the highest of their tags' (0 without any), and higher priorities
+    are served first, first come first within a priority. `overflow` widens the operators who
+    may answer as the wait grows. After `callback_offer_after_s` of waiting (None: never) a
+    caller is offered a callback once. `service_level_s` is the service-level threshold
+    (answered within it).
+    """
+
+    priorities: Mapping[str, int] = field(default_factory=dict, hash=False)
+    overflow: tuple[OverflowStep, ...] = ()
+    callback_offer_after_s: float | None = 120.0
+    service_level_s: float = 20.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "priorities", MappingProxyType(dict(self.priorities)))
+        object.__setattr__(
+            self, "overflow", tuple(sorted(self.overflow, key=lambda step: step.after_s))
+        )
+        offer = self.callback_offer_after_s
+        if offer is not None and not (math.isfinite(offer) and offer > 0):
+            raise InvalidRules(f"callback_offer_after_s must be > 0 seconds, got {offer}")
+        if not (math.isfinite(self.service_level_s) and self.service_level_s > 0):
+            raise InvalidRules(f"service_level_s must be > 0 seconds, got {self.service_level_s}")
+
+    def priority(self, tags: frozenset[str]) -> int:
+        """The caller's priority: the highest among their tags' (0 when none matches)."""
+        return max((self.priorities[t] for t in tags if t in self.priorities), default=0)
+
+    def widened_to(self, waited_s: float) -> frozenset[str]:
+        """The other lines whose operators may take a caller who has waited `waited_s`."""
+        lines: frozenset[str] = frozenset()
+        for step in self.overflow:
+            if waited_s >= step.after_s:
+                lines |= step.lines
+        return lines
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CampaignRules:
     """Everything a campaign allows; validated when built.
 
@@ -101,7 +158,8 @@ class CampaignRules:
     next attempt (by attempt number, the last one repeating); it is laid over
     `DEFAULT_RETRY_PLAN`, so naming one outcome changes only that one, and an outcome missing
     from both uses the "failed" delays. `timezone` is the campaign's home zone, used only for
-    the hour of day given to the pacer.
+    the hour of day given to the pacer. A campaign with `inbound` rules is an inbound line:
+    the engine never dials for it; callers to its numbers queue by those rules.
     """
 
     id: str
@@ -126,6 +184,7 @@ class CampaignRules:
     shop_name: str = ""
     caller_id: str = ""
     timezone: str = "Europe/Moscow"
+    inbound: InboundRules | None = None
 
     def __post_init__(self) -> None:
         if not self.id:

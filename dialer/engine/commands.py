@@ -29,14 +29,19 @@ __all__ = [
     "Command",
     "ConnectToOperator",
     "HangupCall",
+    "HoldCustomer",
     "MissingDisposition",
+    "OfferCallback",
     "Originate",
     "PlayAbandon",
     "Publish",
     "ScreenPop",
+    "SetQueuePosition",
     "StartRecording",
     "StoreAttempt",
+    "StoreInbound",
     "StoreOutcome",
+    "StoreTransfer",
 ]
 
 # Q.850 "normal clearing": what a hang-up the engine asks for reports to the other side.
@@ -185,12 +190,19 @@ class StoreOutcome(Command):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ScreenPop(Command):
-    """Show the order on the operator's desktop: a call for it is ringing their phone."""
+    """Show the order on the operator's desktop: a call for it is ringing their phone.
+
+    For an inbound call `caller` is the caller's number (their history is shown with it) and
+    `order_id` may name no stored order; `transfer_from` names the colleague who handed the
+    customer on, if one did.
+    """
 
     operator_id: str
     call_id: str
     order_id: str
     campaign_id: str
+    caller: str = ""
+    transfer_from: str | None = None
 
     def __post_init__(self) -> None:
         _need(self, "operator_id", "call_id", "order_id", "campaign_id")
@@ -227,3 +239,85 @@ class Publish(Command):
     def __post_init__(self) -> None:
         _need(self, "kind")
         object.__setattr__(self, "payload", MappingProxyType(dict(self.payload)))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetQueuePosition(Command):
+    """Tell a waiting inbound caller their place in line (1 = next), for the announcements."""
+
+    call_id: str
+    position: int
+
+    def __post_init__(self) -> None:
+        _need(self, "call_id")
+        if self.position < 1:
+            raise InvalidCommand(f"SetQueuePosition: position must be >= 1, got {self.position}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OfferCallback(Command):
+    """Offer a waiting caller to be called back instead of waiting (press 1)."""
+
+    call_id: str
+
+    def __post_init__(self) -> None:
+        _need(self, "call_id")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HoldCustomer(Command):
+    """Put the customer on music on hold (a transfer: their operator leaves the call)."""
+
+    call_id: str
+
+    def __post_init__(self) -> None:
+        _need(self, "call_id")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreInbound(Command):
+    """The record of one inbound call, emitted once when its telephone part is over.
+
+    `outcome` is ``connected`` (an operator took it), ``abandoned`` (the caller hung up while
+    waiting) or ``callback`` (the caller took the callback offer). `order_id` is the caller's
+    order when known. It is emitted again with the operator's `disposition` once given (the
+    record is keyed by `call_id`).
+    """
+
+    call_id: str
+    line_id: str
+    caller: str
+    order_id: str | None
+    priority: int
+    entered_at: float
+    connected_at: float | None
+    ended_at: float
+    outcome: str
+    operator_id: str | None = None
+    hangup_cause: int | None = None
+    disposition: str | None = None
+
+    def __post_init__(self) -> None:
+        _need(self, "call_id", "line_id", "caller", "outcome")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreTransfer(Command):
+    """The record of one transfer on a call: who handed the customer to whom, and why.
+
+    Emitted when the colleague answers (`to_operator_id` set) or when the transfer failed
+    because the customer hung up first (`to_operator_id` None).
+    """
+
+    call_id: str
+    order_id: str | None
+    from_operator_id: str
+    to_operator_id: str | None
+    mode: str
+    target: str  # "category:<name>", "supervisor" or "line"
+    reason: str
+    requested_at: float
+    at: float
+
+    def __post_init__(self) -> None:
+        _need(self, "call_id", "from_operator_id", "mode", "target")

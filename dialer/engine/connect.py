@@ -4,6 +4,10 @@ An answered customer joins the campaign's line and is offered at once: to the op
 reserved for the call (progressive), else to the operator the routing policy picks among the
 free ones who have not already let this call ring out. A customer who has waited the whole
 connect budget is no longer offered; the call flow abandons them.
+
+The connect budget binds only an outbound customer who has not talked to anyone yet: inbound
+callers and transferred customers hear music on hold and wait by their line's rules, in the
+order and with the routing request the inbound desk (`inbound.InboundDesk`) gives.
 """
 
 from __future__ import annotations
@@ -12,11 +16,12 @@ from collections.abc import Mapping
 from typing import Final
 
 from acd.board import OperatorBoard, OperatorView
-from acd.routing import RoutingPolicy, RoutingRequest
+from acd.routing import RoutingPolicy, eligible
 from acd.states import OperatorState
 from dialer.engine.book import CallBook
 from dialer.engine.campaign import CampaignRules
 from dialer.engine.commands import Command, ConnectToOperator, ScreenPop, StartRecording
+from dialer.engine.inbound import INBOUND, InboundDesk
 from dialer.engine.records import call_published, operator_published
 from dialer.engine.session import CallSession, CallState, Trigger
 
@@ -36,11 +41,13 @@ class Connector:
         board: OperatorBoard,
         router: RoutingPolicy,
         book: CallBook,
+        desk: InboundDesk,
     ) -> None:
         self._rules = rules
         self._board = board
         self._router = router
         self._book = book
+        self._desk = desk
 
     def holds(
         self, operator_id: str, session: CallSession, states: frozenset[OperatorState]
@@ -54,6 +61,7 @@ class Connector:
         budget = self._rules[session.campaign_id].connect_budget_s
         return (
             session.state is CallState.ANSWERED_WAITING
+            and budgeted(session)
             and session.answered_at is not None
             and now - session.answered_at >= budget
         )
@@ -61,7 +69,7 @@ class Connector:
     def serve_waiting(self, now: float, out: list[Command]) -> None:
         """Offer waiting answered calls, first come first served, to operators now free."""
         for campaign_id in self._rules:
-            for session in self._book.waiting(campaign_id):
+            for session in self._desk.waiting(campaign_id):
                 self.offer(session, now, out)
 
     def next_deadline(self) -> float | None:
@@ -70,7 +78,7 @@ class Connector:
             session.answered_at + self._rules[campaign_id].connect_budget_s
             for campaign_id in self._rules
             for session in self._book.waiting(campaign_id)
-            if session.answered_at is not None
+            if session.answered_at is not None and budgeted(session)
         ]
         return min(deadlines, default=None)
 
@@ -84,20 +92,15 @@ class Connector:
         ):
             self._connect(session, self._board.get(reserved), now, out)
             return True
-        lead = session.lead
-        request = RoutingRequest(
-            call_id=session.call_id,
-            campaign_id=session.campaign_id,
-            category=lead.category,
-            region=lead.region,
-            language=lead.language,
-            amount=lead.amount,
-        )
-        candidates = [
-            view
-            for view in self._board.free(session.campaign_id, lead.category)
-            if view.id not in session.operators_tried
-        ]
+        request = self._desk.request_for(session, now)
+        if request.widened:
+            pool = [v for v in self._board.all() if eligible(request, v)]
+        else:
+            pool = self._board.free(session.campaign_id, request.category)
+        # Within the 2-second budget nobody is rung twice; a caller on hold may come back to
+        # an operator, just not to the one who has just let them ring out.
+        tried = session.operators_tried if budgeted(session) else session.operators_tried[-1:]
+        candidates = [view for view in pool if view.id not in tried]
         chosen = self._router.choose(request, candidates, now)
         if chosen is None:
             return False
@@ -121,12 +124,15 @@ class Connector:
                 ring_timeout_s=rules.operator_ring_timeout_s,
             )
         )
+        pending = session.transfer
         out.append(
             ScreenPop(
                 operator_id=view.id,
                 call_id=session.call_id,
                 order_id=session.lead.order_id,
                 campaign_id=session.campaign_id,
+                caller=session.lead.phone if session.direction == INBOUND else "",
+                transfer_from=pending.from_operator_id if pending is not None else None,
             )
         )
         if rules.record and not session.recording:
@@ -134,3 +140,9 @@ class Connector:
             out.append(StartRecording(call_id=session.call_id, filename=f"{session.call_id}.wav"))
         out.append(operator_published(self._board.get(view.id)))
         out.append(call_published(session))
+
+
+def budgeted(session: CallSession) -> bool:
+    """Whether the 2-second connect budget binds the session: an outbound customer who has
+    not talked to an operator yet."""
+    return session.direction != INBOUND and session.connected_at is None

@@ -43,6 +43,7 @@ from dialer.engine.errors import (
 )
 from dialer.engine.events import (
     AmdResult,
+    CallbackChoice,
     CampaignConfigured,
     CampaignPaused,
     CampaignResumed,
@@ -54,6 +55,7 @@ from dialer.engine.events import (
     Drain,
     EndpointRegistration,
     Event,
+    InboundCall,
     OperatorAnswered,
     OperatorHungUp,
     OperatorLogin,
@@ -63,6 +65,7 @@ from dialer.engine.events import (
     OrderArrived,
     OriginateResult,
     Tick,
+    TransferRequested,
 )
 from dialer.engine.flow import CallFlow, hour_of_day
 from dialer.engine.hopper import Hopper, Pick
@@ -152,6 +155,9 @@ class DialerEngine:
             CustomerHungUp: flow.customer_hung_up,
             OperatorHungUp: flow.operator_hung_up,
             Disposition: flow.disposition,
+            InboundCall: self._inbound_call,
+            CallbackChoice: self._callback_choice,
+            TransferRequested: self._transfer,
             OperatorLogin: self._operator_login,
             OperatorReady: self._operator_ready,
             OperatorPause: self._operator_pause,
@@ -217,11 +223,29 @@ class DialerEngine:
         self._flow.fail_lost(ev.now, out)
         self._flow.abandon_overdue(ev.now, out)
         self._flow.connector.serve_waiting(ev.now, out)
+        self._flow.desk.tick(ev.now, out)
         for rules in self._rules.values():
             self._dial(rules, ev.now, out)
 
+    # -- inbound calls and transfers -----------------------------------------------------------
+
+    def _inbound_call(self, ev: InboundCall, out: list[Command]) -> None:
+        session = self._flow.desk.arrive(ev, out)
+        if session is not None:
+            self._flow.connector.offer(session, ev.now, out)
+            self._flow.desk.announce(session.campaign_id, out)
+
+    def _callback_choice(self, ev: CallbackChoice, out: list[Command]) -> None:
+        if not self._flow.desk.callback_choice(ev, out):
+            self._flow.stale += 1
+
+    def _transfer(self, ev: TransferRequested, out: list[Command]) -> None:
+        session = self._flow.desk.transfer(ev, out)
+        self._flow.connector.offer(session, ev.now, out)
+        self._flow.desk.announce(session.campaign_id, out)
+
     def _dial(self, rules: CampaignRules, now: float, out: list[Command]) -> None:
-        if self._draining or rules.id in self._paused:
+        if self._draining or rules.id in self._paused or rules.inbound is not None:
             return
         hopper = self._hoppers[rules.id]
         free = self._board.free(rules.id)
@@ -418,6 +442,7 @@ class DialerEngine:
             live_calls=sum(1 for s in self._book if s.live),
             stale_events=self._flow.stale,
             campaigns=campaigns,
+            queues=self._flow.desk.statistics(now),
         )
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "ORIGINATE_NO_ANSWER",
     "AmdResult",
     "AmdStatus",
+    "CallbackChoice",
     "CampaignConfigured",
     "CampaignPaused",
     "CampaignResumed",
@@ -36,6 +37,7 @@ __all__ = [
     "Drain",
     "EndpointRegistration",
     "Event",
+    "InboundCall",
     "OperatorAnswered",
     "OperatorHungUp",
     "OperatorLogin",
@@ -45,6 +47,7 @@ __all__ = [
     "OrderArrived",
     "OriginateResult",
     "Tick",
+    "TransferRequested",
 ]
 
 # OriginateResponse `Reason` values (Asterisk's AST_CONTROL_* codes); any other is a failure.
@@ -310,3 +313,64 @@ class CampaignConfigured(Event):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Drain(Event):
     """Shut-down requested (SIGTERM): no new calls are placed; live calls finish."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InboundCall(CallEvent):
+    """A customer called the shop's line `line_id` and hears music on hold.
+
+    The driver identified the caller before sending this: `order_id` is their latest order if
+    one is known (with its category, region, amount and time zone); `tags` are what the line's
+    priority rules match (``known``, ``open-order``, ``in-delivery``, ...). `call_id` is the
+    caller's channel's Uniqueid.
+    """
+
+    line_id: str
+    caller: str
+    timezone: str = "Europe/Moscow"
+    order_id: str | None = None
+    category: str | None = None
+    region: str | None = None
+    language: str | None = None
+    amount: float = 0.0
+    tags: frozenset[str] = frozenset()
+
+    def _check(self) -> None:
+        _need(self.call_id, "call_id")
+        _need(self.line_id, "line_id")
+        _need(self.caller, "caller")
+        if self.order_id is not None:
+            _need(self.order_id, "order_id")
+        object.__setattr__(self, "tags", frozenset(self.tags))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallbackChoice(CallEvent):
+    """A waiting caller answered the callback offer: `accepted` (pressed 1) or not."""
+
+    accepted: bool
+
+
+TRANSFER_MODES: Final = ("blind",)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransferRequested(CallEvent):
+    """An operator hands their customer on: to a colleague qualified for `category` (None:
+    anyone on the line) or, with `supervisor`, to a supervisor; `reason` is kept on the call
+    (e.g. "qualification insufficient")."""
+
+    operator_id: str
+    category: str | None = None
+    supervisor: bool = False
+    reason: str = ""
+    mode: str = "blind"
+
+    def _check(self) -> None:
+        _need(self.call_id, "call_id")
+        _need(self.operator_id, "operator_id")
+        if self.mode not in TRANSFER_MODES:
+            modes = ", ".join(TRANSFER_MODES)
+            raise InvalidEvent(f"mode must be one of {modes}, not {self.mode!r}")
+        if self.category is not None:
+            _need(self.category, "category")

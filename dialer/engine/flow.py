@@ -43,6 +43,7 @@ from dialer.engine.events import (
     OriginateResult,
 )
 from dialer.engine.hopper import Hopper
+from dialer.engine.inbound import INBOUND, InboundDesk
 from dialer.engine.pacing import Pacer
 from dialer.engine.records import attempt_record, call_published, operator_published, order_outcome
 from dialer.engine.scheduling import after_attempt, not_before, with_callback
@@ -90,8 +91,16 @@ class CallFlow:
         self._pacers = pacers
         self._ledgers = ledgers
         self._counters = counters
-        self._connector = Connector(rules=rules, board=board, router=router, book=book)
+        self._desk = InboundDesk(rules=rules, board=board, book=book, hoppers=hoppers)
+        self._connector = Connector(
+            rules=rules, board=board, router=router, book=book, desk=self._desk
+        )
         self.stale = 0
+
+    @property
+    def desk(self) -> InboundDesk:
+        """The part that queues inbound callers and transferred customers."""
+        return self._desk
 
     @property
     def connector(self) -> Connector:
@@ -154,6 +163,9 @@ class CallFlow:
         if session.state is CallState.CONNECTED:
             self._end_talk(session, Trigger.CUSTOMER_HUNG_UP, ev.now, out)
             return
+        if session.direction == INBOUND or session.transfer is not None:
+            self._left_waiting(session, ev.now, out)
+            return
         if session.state is CallState.SCREENING:
             self._attempt_result(session, answered=False, now=ev.now)
         session.apply(Trigger.CUSTOMER_HUNG_UP, ev.now)
@@ -182,6 +194,9 @@ class CallFlow:
         session = self._fits(ev.call_id, Trigger.OPERATOR_ANSWERED, ev.operator_id)
         if session is None:
             return
+        self._desk.connected(session, ev.now)
+        if session.transfer is not None:
+            out.append(self._desk.transfer_done(session, ev.operator_id, ev.now))
         session.apply(Trigger.OPERATOR_ANSWERED, ev.now)
         if self._connector.holds(ev.operator_id, session, HOLDING):
             self._board.answered(ev.operator_id, ev.now)
@@ -212,7 +227,7 @@ class CallFlow:
             raise OperatorActionRejected(
                 f"call {ev.call_id} is {session.state}: a disposition comes after the call"
             )
-        rules = self._rules[session.campaign_id]
+        lead_rules = self._rules.get(session.lead.campaign_id, self._rules[session.campaign_id])
         in_wrapup = session.state is CallState.WRAP_UP
         session.apply(Trigger.DISPOSITION, ev.now)
         if in_wrapup:
@@ -228,16 +243,20 @@ class CallFlow:
             "upsell_amount": ev.upsell_amount,
             "attempts": session.lead.attempts,
         }
-        if ev.outcome is DispositionOutcome.CALLBACK and ev.callback_at is not None:
+        if session.direction == INBOUND:
+            out.append(self._desk.record(session, "connected", ev.now, disposition=ev.outcome))
+        if not session.order_open:
+            pass  # a caller without an open order: the call's record holds the disposition
+        elif ev.outcome is DispositionOutcome.CALLBACK and ev.callback_at is not None:
             mine = ev.operator_id if ev.callback_mine else None
             lead = with_callback(session.lead, ev.callback_at, mine)
-            self._hoppers[session.campaign_id].put(lead, ev.now)
+            self._hoppers[lead.campaign_id].put(lead, ev.now)
             details["callback_mine"] = ev.callback_mine
             out.append(
                 order_outcome(
                     session,
                     ev.outcome,
-                    next_attempt_at=not_before(lead, ev.now, rules),
+                    next_attempt_at=not_before(lead, ev.now, lead_rules),
                     lead=lead,
                     details=details,
                 )
@@ -329,8 +348,41 @@ class CallFlow:
             if self._connector.holds(operator_id, session, frozenset({OperatorState.TALKING})):
                 self._board.hung_up(operator_id, now)
             self.publish_operator(operator_id, out)
-        out.append(attempt_record(session, AttemptOutcome.CONNECTED, now))
+        if session.direction == INBOUND:
+            out.append(self._desk.record(session, "connected", now))
+        else:
+            out.append(attempt_record(session, AttemptOutcome.CONNECTED, now))
         self._publish_call(session, out)
+
+    def _left_waiting(self, session: CallSession, now: float, out: list[Command]) -> None:
+        """An inbound caller, or a customer waiting for a transfer, hung up before an
+        operator took them."""
+        if session.transfer is not None:
+            out.append(self._desk.transfer_done(session, None, now))
+        if session.direction != INBOUND:
+            # a transferred outbound customer: the attempt ends as a hang-up, to be called again
+            session.apply(Trigger.CUSTOMER_HUNG_UP, now)
+            self._finish_attempt(session, AttemptOutcome.HUNG_UP, now, out)
+            return
+        released = self._release(session, now, out)
+        session.apply(Trigger.CUSTOMER_HUNG_UP, now)
+        self._desk.left(session, now, out)
+        self._book.close(session, "abandoned-inbound")
+        self._publish_call(session, out)
+        self._desk.announce(session.campaign_id, out)
+        if released:
+            self._connector.serve_waiting(now, out)
+
+    def _release(self, session: CallSession, now: float, out: list[Command]) -> bool:
+        """Free the operators the call holds without talking (reserved or ringing)."""
+        released = False
+        ties = (session.reserved_operator_id, session.operator_id)
+        for operator_id in dict.fromkeys(op for op in ties if op is not None):
+            if self._connector.holds(operator_id, session, HOLDING):
+                self._board.release(operator_id, now)
+                self.publish_operator(operator_id, out)
+                released = True
+        return released
 
     def _finish_attempt(
         self,
@@ -342,13 +394,7 @@ class CallFlow:
         abandoned: bool = False,
     ) -> None:
         """Close a failed attempt: release operators, store it, reschedule or give up."""
-        released = False
-        ties = (session.reserved_operator_id, session.operator_id)
-        for operator_id in dict.fromkeys(op for op in ties if op is not None):
-            if self._connector.holds(operator_id, session, HOLDING):
-                self._board.release(operator_id, now)
-                self.publish_operator(operator_id, out)
-                released = True
+        released = self._release(session, now, out)
         rules = self._rules[session.campaign_id]
         out.append(attempt_record(session, outcome, now))
         lead = after_attempt(session.lead, outcome, now, rules, abandoned=abandoned)

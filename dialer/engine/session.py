@@ -12,6 +12,11 @@ done. An operator who does not answer sends the call back to answered-waiting. T
 branches end in their own terminal states: busy, no-answer, congestion, failed, machine,
 abandoned (no operator within the budget) and hung-up-waiting (the customer left before an
 operator took the call).
+
+An inbound call starts answered: queued → answered-waiting (the caller hears music on hold; no
+connect budget, the line's queue rules apply) and then runs the same path; a caller who takes
+the callback offer ends in callback-requested. A transfer sends a connected customer back to
+answered-waiting, now waiting for the colleague the ACD chooses.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ __all__ = [
     "CallSession",
     "CallState",
     "Step",
+    "Transfer",
     "Trigger",
     "transition_table_markdown",
 ]
@@ -55,6 +61,7 @@ class CallState(StrEnum):
     MACHINE = "machine"
     ABANDONED = "abandoned"
     HUNG_UP_WAITING = "hung-up-waiting"
+    CALLBACK_REQUESTED = "callback-requested"
 
 
 class Trigger(StrEnum):
@@ -77,6 +84,9 @@ class Trigger(StrEnum):
     OPERATOR_HUNG_UP = "operator-hung-up"
     WRAPUP_EXPIRED = "wrapup-expired"
     DISPOSITION = "disposition"
+    INBOUND = "inbound"
+    TRANSFER = "transfer"
+    CALLBACK = "callback"
 
 
 _S = CallState
@@ -93,7 +103,9 @@ _DIAL_FAILURES: Final = {
 
 TRANSITIONS: Final[Mapping[CallState, Mapping[Trigger, CallState]]] = MappingProxyType(
     {
-        _S.QUEUED: MappingProxyType({_T.ORIGINATE: _S.DIALING, _T.FAIL: _S.FAILED}),
+        _S.QUEUED: MappingProxyType(
+            {_T.ORIGINATE: _S.DIALING, _T.FAIL: _S.FAILED, _T.INBOUND: _S.ANSWERED_WAITING}
+        ),
         _S.DIALING: MappingProxyType(
             {_T.RING: _S.RINGING, _T.LINE_UP: _S.SCREENING, _T.HUMAN: _S.ANSWERED_WAITING}
             | _DIAL_FAILURES
@@ -114,6 +126,7 @@ TRANSITIONS: Final[Mapping[CallState, Mapping[Trigger, CallState]]] = MappingPro
                 _T.OFFER: _S.CONNECTING,
                 _T.ABANDON: _S.ABANDONED,
                 _T.CUSTOMER_HUNG_UP: _S.HUNG_UP_WAITING,
+                _T.CALLBACK: _S.CALLBACK_REQUESTED,
             }
         ),
         _S.CONNECTING: MappingProxyType(
@@ -124,7 +137,11 @@ TRANSITIONS: Final[Mapping[CallState, Mapping[Trigger, CallState]]] = MappingPro
             }
         ),
         _S.CONNECTED: MappingProxyType(
-            {_T.CUSTOMER_HUNG_UP: _S.WRAP_UP, _T.OPERATOR_HUNG_UP: _S.WRAP_UP}
+            {
+                _T.CUSTOMER_HUNG_UP: _S.WRAP_UP,
+                _T.OPERATOR_HUNG_UP: _S.WRAP_UP,
+                _T.TRANSFER: _S.ANSWERED_WAITING,
+            }
         ),
         _S.WRAP_UP: MappingProxyType(
             {_T.DISPOSITION: _S.DONE, _T.WRAPUP_EXPIRED: _S.DISPOSITION_OVERDUE}
@@ -148,9 +165,25 @@ _STAMPS: Final[Mapping[Trigger, str]] = MappingProxyType(
         _T.ORIGINATE: "originated_at",
         _T.LINE_UP: "line_up_at",
         _T.HUMAN: "answered_at",
+        _T.INBOUND: "answered_at",
         _T.OPERATOR_ANSWERED: "connected_at",
     }
 )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Transfer:
+    """An operator handing the customer on: to a colleague qualified for `category` (None:
+    any colleague of the line) or to a supervisor; `to_operator_id` is filled in when the
+    colleague answers."""
+
+    from_operator_id: str
+    requested_at: float
+    mode: str = "blind"
+    category: str | None = None
+    supervisor: bool = False
+    reason: str = ""
+    to_operator_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -176,20 +209,27 @@ class CallSession:
     __slots__ = (
         "answered_at",
         "call_id",
+        "callback_offered",
         "campaign_id",
         "connected_at",
+        "direction",
         "ended_at",
         "hangup_cause",
         "history",
         "lead",
+        "line_since",
         "line_up_at",
         "operator_id",
         "operators_tried",
+        "order_open",
         "originated_at",
+        "priority",
         "queued_at",
         "recording",
         "reserved_operator_id",
         "state",
+        "transfer",
+        "transfers",
         "wrapup_ended_at",
     )
 
@@ -213,6 +253,14 @@ class CallSession:
         self.operators_tried: list[str] = []
         self.recording = False
         self.history: list[Step] = []
+        # inbound calls and transfers (see `dialer.engine.inbound`)
+        self.direction = "outbound"
+        self.priority = 0
+        self.order_open = True  # the lead is an order to confirm: a disposition closes it
+        self.line_since: float | None = None  # joined the current line (inbound or transfer)
+        self.callback_offered = False
+        self.transfer: Transfer | None = None  # the pending transfer, while waiting for it
+        self.transfers: list[Transfer] = []  # every transfer made on the call, in order
 
     @property
     def finished(self) -> bool:
