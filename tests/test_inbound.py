@@ -19,6 +19,7 @@ from dialer.engine.commands import (
     ConnectToOperator,
     HoldCustomer,
     OfferCallback,
+    RequestCallback,
     ScreenPop,
     SetQueuePosition,
     StoreAttempt,
@@ -257,6 +258,18 @@ def test_a_declined_offer_keeps_the_caller_in_line() -> None:
     assert d.engine.call("in-1").state == "answered-waiting"  # type: ignore[union-attr]
 
 
+def test_an_unknown_caller_who_accepts_the_callback_gets_a_callback_request() -> None:
+    d = Desk(ops("b:delivery"))
+    d.ready("b")
+    d.call_in("in-0")
+    d.call_in("in-1")
+    out = d.engine.handle(CallbackChoice(call_id="in-1", accepted=True, now=d.at(70)))
+    (request,) = of(RequestCallback, out)
+    assert (request.line_id, request.caller, request.order_id) == ("delivery", "+79001112233", None)
+    assert of(StoreOutcome, out) == []
+    assert d.engine.call("in-1") is None
+
+
 def test_a_caller_who_leaves_gives_their_open_order_back_untouched() -> None:
     d = Desk(ops("b:delivery"))
     lead = Lead(
@@ -382,12 +395,10 @@ def test_an_escalation_to_a_supervisor_holds_the_customer_and_routes_to_a_superv
             now=d.at(60),
         )
     )
-    assert [type(c) for c in out if isinstance(c, HoldCustomer | ConnectToOperator)] == [
-        HoldCustomer,
-        ConnectToOperator,
-    ]
+    assert of(HoldCustomer, out) == []  # put through at once: no hold in between
     (connect,) = of(ConnectToOperator, out)
     assert connect.operator_id == "lead"  # not c, who is free too
+    assert connect.on_hold  # if the supervisor does not answer, the customer hears music
     (pop,) = of(ScreenPop, out)
     assert pop.transfer_from == "a"
     assert d.board.get("a").state is OperatorState.WRAPUP
@@ -436,7 +447,10 @@ def test_a_transferred_customer_is_not_abandoned_by_the_connect_budget() -> None
     d = Desk(ops("a:confirm", "lead:confirm:sup"))
     d.ready("a")
     call = _connected_outbound(d, "a")
-    d.engine.handle(TransferRequested(call_id=call, operator_id="a", supervisor=True, now=d.at(30)))
+    out = d.engine.handle(
+        TransferRequested(call_id=call, operator_id="a", supervisor=True, now=d.at(30))
+    )
+    assert [h.call_id for h in of(HoldCustomer, out)] == [call]  # nobody free: on hold
     d.at(90)
     d.engine.handle(Tick(now=d.now))  # no supervisor ready: the customer waits on hold
     assert d.engine.call(call).state == "answered-waiting"  # type: ignore[union-attr]

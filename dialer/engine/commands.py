@@ -34,6 +34,7 @@ __all__ = [
     "OfferCallback",
     "Originate",
     "PlayAbandon",
+    "RequestCallback",
     "Publish",
     "ScreenPop",
     "SetQueuePosition",
@@ -91,12 +92,17 @@ class Originate(Command):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConnectToOperator(Command):
-    """Put the waiting customer through to the operator's endpoint (ring at most the timeout)."""
+    """Put the waiting customer through to the operator's endpoint (ring at most the timeout).
+
+    With `on_hold` the customer waits on music on hold if the operator does not answer (an
+    inbound caller, a transferred customer), not in the silence of the connect budget.
+    """
 
     call_id: str
     operator_id: str
     endpoint: str
     ring_timeout_s: float
+    on_hold: bool = False
 
     def __post_init__(self) -> None:
         _need(self, "call_id", "operator_id", "endpoint")
@@ -321,3 +327,17 @@ class StoreTransfer(Command):
 
     def __post_init__(self) -> None:
         _need(self, "call_id", "from_operator_id", "mode", "target")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestCallback(Command):
+    """An inbound caller with no open order took the callback offer: make a callback order
+    for them (`order_id` names their latest order, if any, to copy what is known)."""
+
+    call_id: str
+    line_id: str
+    caller: str
+    order_id: str | None = None
+
+    def __post_init__(self) -> None:
+        _need(self, "call_id", "line_id", "caller")

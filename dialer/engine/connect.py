@@ -122,6 +122,7 @@ class Connector:
                 operator_id=view.id,
                 endpoint=view.profile.endpoint,
                 ring_timeout_s=rules.operator_ring_timeout_s,
+                on_hold=not budgeted(session),
             )
         )
         pending = session.transfer

@@ -33,7 +33,7 @@ from acd.states import OperatorState
 from dialer.engine.abandon import DAY, HOUR, MONTH_30D, AbandonLedger
 from dialer.engine.book import CallBook
 from dialer.engine.campaign import CampaignRules
-from dialer.engine.commands import Command, Originate, Publish
+from dialer.engine.commands import Command, HoldCustomer, Originate, Publish
 from dialer.engine.errors import (
     EngineError,
     InvalidEvent,
@@ -241,8 +241,8 @@ class DialerEngine:
 
     def _transfer(self, ev: TransferRequested, out: list[Command]) -> None:
         session = self._flow.desk.transfer(ev, out)
-        self._flow.connector.offer(session, ev.now, out)
-        self._flow.desk.announce(session.campaign_id, out)
+        if not self._flow.connector.offer(session, ev.now, out):
+            out.append(HoldCustomer(call_id=session.call_id))
 
     def _dial(self, rules: CampaignRules, now: float, out: list[Command]) -> None:
         if self._draining or rules.id in self._paused or rules.inbound is not None:

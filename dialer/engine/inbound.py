@@ -36,8 +36,8 @@ from dialer.engine.book import CallBook
 from dialer.engine.campaign import CampaignRules
 from dialer.engine.commands import (
     Command,
-    HoldCustomer,
     OfferCallback,
+    RequestCallback,
     SetQueuePosition,
     StoreInbound,
     StoreOutcome,
@@ -162,6 +162,15 @@ class InboundDesk:
                     details={"line_id": session.campaign_id},
                 )
             )
+        else:
+            out.append(
+                RequestCallback(
+                    call_id=session.call_id,
+                    line_id=session.campaign_id,
+                    caller=session.lead.phone,
+                    order_id=_order_id(session),
+                )
+            )
         self._book.close(session, "callback-requested")
         out.append(call_published(session))
         self.announce(session.campaign_id, out)
@@ -216,7 +225,8 @@ class InboundDesk:
 
     def transfer(self, ev: TransferRequested, out: list[Command]) -> CallSession:
         """The operator's customer goes back in line for the target; the operator to wrap-up.
-        Refused (nothing changed) unless the call is the operator's and connected."""
+        Refused (nothing changed) unless the call is the operator's and connected. The caller
+        offers the session at once and puts the customer on hold only if nobody took it."""
         session = self._book.get(ev.call_id)
         if session is None or session.operator_id != ev.operator_id:
             raise OperatorActionRejected(f"call {ev.call_id} is not operator {ev.operator_id}'s")
@@ -242,7 +252,6 @@ class InboundDesk:
             self._board.hung_up(ev.operator_id, ev.now)
         self._book.unassign(session, ev.operator_id)
         session.operator_id = None
-        out.append(HoldCustomer(call_id=session.call_id))
         out.append(operator_published(self._board.get(ev.operator_id)))
         self._book.join_line(session)
         out.append(call_published(session))
