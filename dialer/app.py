@@ -26,6 +26,7 @@ from acd.board import OperatorBoard
 from acd.performance import PerformanceBook, PerformanceSettings
 from crm_bridge.adapter import CrmAdapter
 from dialer.bus import EventBus, MqttForwarder
+from dialer.callers import CallerDirectory, LineRules, PhoneLookup
 from dialer.clock import Clock, LiveClock
 from dialer.config import Settings
 from dialer.control import DaemonControl
@@ -91,6 +92,28 @@ class Runtime:
             lead = lead_of(order)
         await self.daemon.submit(ev.OrderArrived(lead=lead, now=now))
         return order.id
+
+
+def inbound_lines(settings: Settings) -> tuple[dict[str, LineRules], dict[str, str]]:
+    """The shop numbers' inbound lines (by digits), and the campaign placing each line's
+    callbacks (the configured one, else the first outbound campaign)."""
+    outbound = [c.id for c in settings.campaigns if c.inbound is None]
+    lines: dict[str, LineRules] = {}
+    callbacks: dict[str, str] = {}
+    for c in settings.campaigns:
+        if c.inbound is None:
+            continue
+        rules = LineRules(
+            line_id=c.id,
+            delivery_days=c.inbound.delivery_days,
+            crm_timeout_s=c.inbound.crm_lookup_timeout_s,
+        )
+        for number in c.inbound.numbers:
+            lines[number.lstrip("+")] = rules
+        target = c.inbound.callback_campaign or (outbound[0] if outbound else None)
+        if target is not None:
+            callbacks[c.id] = target
+    return lines, callbacks
 
 
 def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -175,6 +198,9 @@ async def open_runtime(
         crm = make_adapter(settings.crm)
         if crm is not None:
             stack.push_async_callback(crm.aclose)
+        daemon.lines, daemon.callback_campaigns = inbound_lines(settings)
+        lookup = crm if isinstance(crm, PhoneLookup) else None
+        daemon.callers = CallerDirectory(db, crm=lookup, now=clock.now)
         confirmation = next((c.id for c in settings.campaigns if c.line == "confirmation"), None)
         intake = IntakeService(
             db=db,
@@ -223,6 +249,7 @@ async def open_runtime(
             now=clock.now,
             tokens=tokens,
             order_card=store.order_card,
+            caller_card=store.caller_card,
         )
         for event in await daemon.refresh_devices():
             engine.handle(event)

@@ -19,7 +19,7 @@ from dialer.engine import events as ev
 from dialer.engine.engine import DialerEngine
 from dialer.engine.errors import EngineError, OperatorActionRejected, UnknownCall
 from dialer.http.control import Conflict, Forbidden, NotFound, OperatorAction
-from dialer.http.schemas import DispositionIn, OperatorStatus, OrderCard, Principal
+from dialer.http.schemas import DispositionIn, OperatorStatus, OrderCard, Principal, TransferIn
 
 
 def _digest(token: str) -> bytes:
@@ -36,10 +36,12 @@ class DaemonControl:
         now: Callable[[], float],
         tokens: Mapping[str, Principal],
         order_card: Callable[[str, str], Awaitable[dict[str, Any]]],
+        caller_card: Callable[[str, str, str], Awaitable[dict[str, Any]]] | None = None,
     ) -> None:
         self._engine, self._board, self._submit, self._now = engine, board, submit, now
         self._principals = [(_digest(t), p) for t, p in tokens.items() if t]
         self._order_card = order_card
+        self._caller_card = caller_card
 
     def authenticate(self, token: str) -> Principal | None:
         digest = _digest(token)
@@ -85,6 +87,9 @@ class DaemonControl:
         session = self._engine.call(call_id) if call_id else None
         if session is None or call_id is None:
             return None
+        if session.direction == "inbound" and self._caller_card is not None:
+            card = await self._caller_card(session.lead.phone, session.lead.order_id, call_id)
+            return OrderCard(**card)
         return OrderCard(**await self._order_card(session.lead.order_id, call_id))
 
     async def dispose(self, operator_id: str, call_id: str, disposition: DispositionIn) -> None:
@@ -100,6 +105,18 @@ class DaemonControl:
             upsell_amount=float(disposition.upsell_amount),
             callback_at=callback_at,
             callback_mine=disposition.callback_mine,
+            now=self._now(),
+        )
+        await self._run(event, call_id=call_id)
+
+    async def transfer(self, operator_id: str, call_id: str, transfer: TransferIn) -> None:
+        event = ev.TransferRequested(
+            call_id=call_id,
+            operator_id=operator_id,
+            category=transfer.category,
+            supervisor=transfer.supervisor,
+            reason=transfer.reason,
+            mode=transfer.mode,
             now=self._now(),
         )
         await self._run(event, call_id=call_id)

@@ -20,17 +20,24 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from crm_bridge.masking import mask_phone
 from dialer.bus import EventBus
+from dialer.callers import CallerDirectory, LineRules
 from dialer.clock import Clock
 from dialer.engine import commands as cmd
 from dialer.engine import events as ev
 from dialer.engine.engine import DialerEngine
 from dialer.store import Store
-from dialer.telephony import AmiTranslator, DialSettings, endpoint_exten, originate_action
+from dialer.telephony import (
+    AmiTranslator,
+    DialSettings,
+    IncomingCall,
+    endpoint_exten,
+    originate_action,
+)
 from pbx import commands as ami
 from pbx import dialplan
 from pbx.client import AmiClient
@@ -72,6 +79,9 @@ class Daemon:
         tick_s: float = 1.0,
         endpoints: dict[str, str] | None = None,
         on_command: Callable[[cmd.Command], None] | None = None,
+        lines: Mapping[str, LineRules] | None = None,
+        callers: CallerDirectory | None = None,
+        callback_campaigns: Mapping[str, str] | None = None,
     ) -> None:
         self.engine = engine
         self.ami = ami_client
@@ -82,6 +92,9 @@ class Daemon:
         self.dial = dial
         self.tick_s = tick_s
         self.endpoints = endpoints or {}  # operator id → endpoint
+        self.lines = dict(lines or {})  # a shop number's digits → its inbound line
+        self.callers = callers
+        self.callback_campaigns = dict(callback_campaigns or {})  # line → outbound campaign
         self._on_command = on_command
         self._inbox: asyncio.Queue[tuple[ev.Event, asyncio.Future[None] | None]] = asyncio.Queue(
             INBOX_SIZE
@@ -190,6 +203,8 @@ class Daemon:
                 continue
             for item in translated:
                 await self._inbox.put((item, None))
+            for incoming in self.translator.take_incoming():
+                self._spawn(self._identify(incoming), f"identify-{incoming.call_id}")
 
     async def _engine_loop(self) -> None:
         handle = self.engine.handle
@@ -238,9 +253,40 @@ class Daemon:
                 self._spawn(self._originate(command), f"originate-{command.call_id}")
             case cmd.ConnectToOperator():
                 self.translator.connecting[command.call_id] = command.operator_id
+                exten = endpoint_exten(command.endpoint)
+                if command.on_hold:
+                    # a missed operator must send the customer back to music, not to silence
+                    self._spawn(
+                        self._set_then_redirect(
+                            command.call_id,
+                            dialplan.VAR_RETURN,
+                            dialplan.CONTEXT_INBOUND,
+                            dialplan.CONTEXT_CONNECT,
+                            exten,
+                        ),
+                        f"connect-{command.call_id}",
+                    )
+                else:
+                    self._redirect(command.call_id, dialplan.CONTEXT_CONNECT, exten)
+            case cmd.HoldCustomer():
+                self._redirect(command.call_id, dialplan.CONTEXT_INBOUND, dialplan.EXTEN_HOLD)
+            case cmd.OfferCallback():
                 self._redirect(
-                    command.call_id, dialplan.CONTEXT_CONNECT, endpoint_exten(command.endpoint)
+                    command.call_id, dialplan.CONTEXT_INBOUND, dialplan.EXTEN_CALLBACK_OFFER
                 )
+            case cmd.SetQueuePosition():
+                channel = self._channel(command.call_id)
+                if channel:
+                    action = ami.Setvar(
+                        channel=channel,
+                        variable=dialplan.VAR_POSITION,
+                        value=str(command.position),
+                    )
+                    self._spawn(self.ami.setvar(action), f"position-{command.call_id}")
+            case cmd.StoreInbound() | cmd.StoreTransfer():
+                self._writes.put_nowait(functools.partial(self.store.apply, command))
+            case cmd.RequestCallback():
+                self._writes.put_nowait(functools.partial(self._callback_order, command))
             case cmd.PlayAbandon():
                 self._redirect(command.call_id, dialplan.CONTEXT_ABANDON, dialplan.EXTEN_ABANDON)
             case cmd.StartRecording():
@@ -344,8 +390,53 @@ class Daemon:
             (ev.OriginateResult(call_id=command.call_id, reason=reason, now=self.clock.now()), None)
         )
 
+    async def _set_then_redirect(
+        self, call_id: str, variable: str, value: str, context: str, exten: str
+    ) -> None:
+        channel = self._channel(call_id)
+        if channel is None:
+            log.warning("call %s has no live channel to redirect", call_id)
+            return
+        await self.ami.setvar(ami.Setvar(channel=channel, variable=variable, value=value))
+        await self.ami.redirect(ami.Redirect(channel=channel, context=context, exten=exten))
+
+    async def _identify(self, incoming: IncomingCall) -> None:
+        """Recognise an inbound caller, then queue them in the engine."""
+        line = self.lines.get(incoming.number.lstrip("+"))
+        if line is None and len(set(self.lines.values())) == 1:
+            line = next(iter(self.lines.values()))  # one line: every shop number is its
+        if line is None or self.callers is None:
+            log.warning(
+                "call from %s to %s: no inbound line has this number; hanging up",
+                mask_phone(incoming.caller),
+                incoming.number,
+            )
+            channel = self._channel(incoming.call_id)
+            if channel:
+                await self.ami.hangup(ami.Hangup(channel=channel, cause=21))
+            self.translator.tracker.forget(incoming.call_id)
+            return
+        event = await self.callers.identify(incoming.call_id, incoming.caller, line)
+        await self._inbox.put((event, None))
+
+    async def _callback_order(self, command: cmd.RequestCallback) -> None:
+        campaign = self.callback_campaigns.get(command.line_id)
+        if campaign is None:
+            log.error("line %s has no campaign to place callbacks", command.line_id)
+            return
+        now = self.clock.now()
+        lead = await self.store.callback_order(
+            command, campaign_id=campaign, timezone="Europe/Moscow", now=now
+        )
+        await self._inbox.put((ev.OrderArrived(lead=lead, now=now), None))
+
     async def _screen_pop(self, command: cmd.ScreenPop) -> None:
-        card = await self.store.order_card(command.order_id, command.call_id)
+        if command.caller:
+            card = await self.store.caller_card(command.caller, command.order_id, command.call_id)
+        else:
+            card = await self.store.order_card(command.order_id, command.call_id)
+        if command.transfer_from is not None:
+            card["transfer_from"] = command.transfer_from
         self.bus.publish(f"operators/{command.operator_id}/screenpop", card, qos=1)
 
 

@@ -19,8 +19,8 @@ from acd.performance import PerformanceBook
 from acd.routing import FewestCalls, LongestIdle, RandomRouting, RoutingPolicy, StaticTiers
 from acd.routing_learned import PerformanceRouting
 from dialer.config import CampaignSettings, OperatorSettings
-from dialer.config.models import RoutingSettings
-from dialer.engine.campaign import CallingWindow, CampaignRules
+from dialer.config.models import InboundSettings, RoutingSettings
+from dialer.engine.campaign import CallingWindow, CampaignRules, InboundRules, OverflowStep
 
 
 def _time(minute: int) -> time:
@@ -54,6 +54,19 @@ def campaign_rules(c: CampaignSettings) -> CampaignRules:
         },
         shop_name=c.shop_name or c.name,
         caller_id=c.caller_id or "",
+        inbound=inbound_rules(c.inbound) if c.inbound is not None else None,
+    )
+
+
+def inbound_rules(i: InboundSettings) -> InboundRules:
+    """The engine's queue rules for a configured inbound line."""
+    return InboundRules(
+        priorities=i.priorities,
+        overflow=tuple(
+            OverflowStep(after_s=step.after_s, lines=frozenset(step.lines)) for step in i.overflow
+        ),
+        callback_offer_after_s=i.callback_offer_after_s or None,
+        service_level_s=i.service_level_s,
     )
 
 

@@ -28,8 +28,9 @@ from dialer.engine.scheduling import Lead
 from dialer.metrics import EventMetrics
 from dialer.storage import repo
 from dialer.storage.db import Database
-from dialer.storage.models import CallAttempt, Order, OrderStatus, Outcome
-from dialer.storage.outbox import add_outbox
+from dialer.storage.models import CallAttempt, CallTransfer, Order, OrderStatus, Outcome
+from dialer.storage.models import InboundCall as InboundCallRow
+from dialer.storage.outbox import LOCAL_CRM, add_outbox
 
 DISPOSITIONS = frozenset(o.value for o in Outcome)
 # The outcome of an attempt that was live when the daemon stopped.
@@ -107,6 +108,10 @@ class Store:
             await self._attempt(command)
         elif isinstance(command, cmd.StoreOutcome):
             await self._outcome(command)
+        elif isinstance(command, cmd.StoreInbound):
+            await self._inbound(command)
+        elif isinstance(command, cmd.StoreTransfer):
+            await self._transfer(command)
         else:
             raise TypeError(f"Store cannot apply {type(command).__name__}")
 
@@ -231,8 +236,105 @@ class Store:
             now=now,
         )
 
+    async def _inbound(self, c: cmd.StoreInbound) -> None:
+        """Write (or, with the disposition, update) the inbound call's record."""
+        ended = ts(c.ended_at)
+        entered = ts(c.entered_at)
+        assert ended is not None and entered is not None
+        async with self._db.session() as session:
+            row = await session.get(InboundCallRow, c.call_id)
+            if row is None:
+                row = InboundCallRow(channel_id=c.call_id, entered_at=entered, ended_at=ended)
+                session.add(row)
+            row.line_id = c.line_id
+            row.caller_e164 = c.caller
+            row.order_id = await _order_ref(session, c.order_id)
+            row.priority = c.priority
+            row.connected_at = ts(c.connected_at)
+            row.ended_at = ended
+            row.outcome = c.outcome
+            row.operator_id = c.operator_id
+            row.hangup_cause = c.hangup_cause
+            if c.disposition is not None:
+                row.disposition = c.disposition
+
+    async def _transfer(self, c: cmd.StoreTransfer) -> None:
+        requested, at = ts(c.requested_at), ts(c.at)
+        assert requested is not None and at is not None
+        async with self._db.session() as session:
+            session.add(
+                CallTransfer(
+                    channel_id=c.call_id,
+                    order_id=await _order_ref(session, c.order_id),
+                    from_operator_id=c.from_operator_id,
+                    to_operator_id=c.to_operator_id,
+                    mode=c.mode,
+                    target=c.target,
+                    reason=c.reason,
+                    requested_at=requested,
+                    at=at,
+                )
+            )
+
+    async def callback_order(
+        self, c: cmd.RequestCallback, *, campaign_id: str, timezone: str, now: float
+    ) -> Lead:
+        """A new order to call back an inbound caller who had no open order, due at once;
+        what their latest order says (category, region, zone) is copied."""
+        at = ts(now)
+        assert at is not None
+        async with self._db.session() as session:
+            previous = None
+            if c.order_id is not None and c.order_id.isdigit():
+                previous = await session.get(Order, int(c.order_id))
+            order = await repo.add_order(
+                session,
+                crm=LOCAL_CRM,
+                external_id=c.call_id,
+                phone_e164=c.caller,
+                campaign_id=campaign_id,
+                timezone=previous.timezone if previous is not None else timezone,
+                created_at=at,
+                now=at,
+                customer_name=previous.customer_name if previous is not None else "",
+                region=previous.region if previous is not None else None,
+                category=previous.category if previous is not None else None,
+                flag_reason=f"callback asked for on line {c.line_id}",
+            )
+            return lead_of(order)
+
+    async def caller_card(self, caller: str, order_id: str, call_id: str) -> dict[str, Any]:
+        """An inbound caller as the operator's screen shows them: the order they are most
+        likely calling about (if any) and their recent orders."""
+        card: dict[str, Any] = {"call_id": call_id, "inbound": True}
+        if order_id.isdigit():
+            card |= await self.order_card(order_id, call_id)
+            card["inbound"] = True
+        async with self._db.session() as session:
+            rows = await session.scalars(
+                select(Order)
+                .where(Order.phone_e164 == caller)
+                .order_by(Order.stored_at.desc())
+                .limit(10)
+            )
+            card["caller_masked"] = mask_phone(caller)
+            card["orders"] = [
+                {
+                    "order_id": str(o.id),
+                    "external_id": o.external_id,
+                    "status": o.status,
+                    "category": o.category,
+                    "amount": float(o.amount),
+                    "stored_at": o.stored_at.isoformat(),
+                }
+                for o in rows
+            ]
+        return card
+
     async def order_card(self, order_id: str, call_id: str) -> dict[str, Any]:
         """The order as an operator's screen shows it, with its earlier attempts."""
+        if not order_id.isdigit():
+            return {"call_id": call_id, "order_id": order_id}  # a caller without an order
         async with self._db.session() as session:
             order = await session.get(Order, int(order_id))
             if order is None:
@@ -307,6 +409,13 @@ class Store:
                 )
             )
             return [lead_of(o) for o in rows]
+
+
+async def _order_ref(session: AsyncSession, order_id: str | None) -> int | None:
+    """The stored order's id for a call's order reference, or None if no such order."""
+    if order_id is None or not order_id.isdigit():
+        return None
+    return int(order_id) if await session.get(Order, int(order_id)) is not None else None
 
 
 def _str(value: object) -> str:

@@ -35,15 +35,33 @@ def endpoint_of(channel: str) -> str:
     return base if sep and suffix and all(c in "0123456789abcdef" for c in suffix) else channel
 
 
+@dataclass(frozen=True, slots=True)
+class IncomingCall:
+    """A caller reached a shop's number (the dialplan's inbound UserEvent): the daemon must
+    identify them before the engine hears of it. `call_id` is the channel's Uniqueid."""
+
+    call_id: str
+    caller: str
+    number: str
+    now: float
+
+
 @dataclass
 class AmiTranslator:
     """Typed AMI events → engine events. `operators` maps an endpoint (``PJSIP/1001``) to its
-    operator id."""
+    operator id. Callers reaching a shop's number are not engine events yet: they collect in
+    `incoming` for the daemon to identify (`take_incoming`)."""
 
     tracker: ChannelTracker
     operators: Mapping[str, str]
     connecting: dict[str, str] = field(default_factory=dict)  # call id → operator being rung
     _registered: dict[str, bool] = field(default_factory=dict)
+    incoming: list[IncomingCall] = field(default_factory=list)
+
+    def take_incoming(self) -> list[IncomingCall]:
+        """The callers announced since the last call, oldest first."""
+        taken, self.incoming = self.incoming, []
+        return taken
 
     def translate(self, event: AmiEvent, now: float) -> list[ev.Event]:
         if isinstance(event, LinkRestored):
@@ -74,8 +92,17 @@ class AmiTranslator:
     def _user_event(self, event: UserEvent, now: float) -> list[ev.Event]:
         headers = event.headers
         call = headers.get("Call", "")
+        if event.user_event == dialplan.USEREVENT_INBOUND and call:
+            if call not in self.tracker.tracked():
+                self.tracker.track(call, event.channel if event.uniqueid == call else None)
+                caller, number = headers.get("Caller", ""), headers.get("Number", "")
+                self.incoming.append(IncomingCall(call, caller, number, now))
+            return []
         if not call or call not in self.tracker.tracked():
             return []
+        if event.user_event == dialplan.USEREVENT_CALLBACK:
+            accepted = headers.get("Accepted", "").strip().lower() == "yes"
+            return [ev.CallbackChoice(call_id=call, accepted=accepted, now=now)]
         if event.user_event == dialplan.USEREVENT_ANSWERED:
             return [ev.CustomerAnswered(call_id=call, now=now)]
         if event.user_event == dialplan.USEREVENT_AMD:

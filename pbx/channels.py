@@ -40,9 +40,13 @@ class ChannelTracker:
     def __init__(self) -> None:
         self._calls: dict[str, dict[str, str]] = {}
 
-    def track(self, call_id: str) -> None:
-        """Start following `call_id` (the ChannelId), before its Originate is sent."""
-        self._calls.setdefault(call_id, {})
+    def track(self, call_id: str, channel: str | None = None) -> None:
+        """Start following `call_id` (the ChannelId), before its Originate is sent; or, with
+        `channel`, a call that is already up on that channel (an inbound caller, whose
+        Uniqueid is the call id)."""
+        channels = self._calls.setdefault(call_id, {})
+        if channel:
+            channels[call_id] = channel
 
     def forget(self, call_id: str) -> None:
         self._calls.pop(call_id, None)

@@ -48,10 +48,42 @@ def cross_field_problems(data: Mapping[str, Any]) -> list[tuple[str, str]]:
                 if op_id not in known_ops:
                     problems.append((f"campaigns[{i}].operators[{j}]", f"no operator {op_id!r}"))
     known_campaigns = {v for _, v in campaign_ids}
+    problems += _inbound_problems(campaigns, known_campaigns)
     for i, operator in _tables(operators):
         for j, campaign_id in _listed(operator.get("campaigns")):
             if campaign_id not in known_campaigns:
                 problems.append((f"operators[{i}].campaigns[{j}]", f"no campaign {campaign_id!r}"))
+    return problems
+
+
+def _inbound_problems(campaigns: Any, known: set[str]) -> list[tuple[str, str]]:
+    """Inbound lines: each number belongs to one line; overflow and callbacks name campaigns
+    that exist (a callback campaign must be an outbound one)."""
+    problems: list[tuple[str, str]] = []
+    inbound_ids = {
+        str(c.get("id")) for _, c in _tables(campaigns) if isinstance(c.get("inbound"), Mapping)
+    }
+    seen: dict[str, str] = {}
+    for i, campaign in _tables(campaigns):
+        inbound = campaign.get("inbound")
+        if not isinstance(inbound, Mapping):
+            continue
+        path = f"campaigns[{i}].inbound"
+        for j, number in _listed(inbound.get("numbers")):
+            digits = number.lstrip("+")
+            if digits in seen:
+                problems.append((f"{path}.numbers[{j}]", f"{number} is already {seen[digits]}'s"))
+            seen[digits] = str(campaign.get("id"))
+        for k, step in _tables(inbound.get("overflow")):
+            for j, line in _listed(step.get("lines")):
+                if line not in known:
+                    problems.append((f"{path}.overflow[{k}].lines[{j}]", f"no campaign {line!r}"))
+        target = inbound.get("callback_campaign")
+        if isinstance(target, str):
+            if target not in known:
+                problems.append((f"{path}.callback_campaign", f"no campaign {target!r}"))
+            elif target in inbound_ids:
+                problems.append((f"{path}.callback_campaign", f"{target!r} is an inbound line"))
     return problems
 
 

@@ -165,8 +165,56 @@ _CRM_REQUIRES: Mapping[str, tuple[str, ...]] = {
 }
 
 
+class AmoCrmStatus(_Table):
+    """A status of an amoCRM pipeline: the pipeline's id and the status's id in it (142 and
+    143 are amoCRM's own "won" and "lost")."""
+
+    pipeline_id: Annotated[int, Field(ge=1)]
+    status_id: Annotated[int, Field(ge=1)]
+
+
+BitrixStage = Annotated[
+    str,
+    pattern(
+        r"[A-Za-z0-9_]{1,50}(:[A-Za-z0-9_]{1,50})?",
+        "must be a STAGE_ID such as PREPARATION, WON or C1:UC_ABC123",
+    ),
+]
+
+
+class AmoCrmStatuses(_Table):
+    """Per outcome that moves an order, the amoCRM status its lead moves to. The keys are
+    the outcomes `dialer.crm_messages.DEFAULT_STATUSES` gives a status; the others (a
+    callback, an order not taken in) only leave a comment."""
+
+    confirmed: AmoCrmStatus | None = None
+    upsell: AmoCrmStatus | None = None
+    rejected: AmoCrmStatus | None = None
+    invalid: AmoCrmStatus | None = None
+    duplicate: AmoCrmStatus | None = None
+    unreached: AmoCrmStatus | None = None
+
+
+class Bitrix24Stages(_Table):
+    """Per outcome that moves an order, the stage (``STAGE_ID``) its deal moves to."""
+
+    confirmed: BitrixStage | None = None
+    upsell: BitrixStage | None = None
+    rejected: BitrixStage | None = None
+    invalid: BitrixStage | None = None
+    duplicate: BitrixStage | None = None
+    unreached: BitrixStage | None = None
+
+
 class CrmSettings(_Table):
-    """The shop's CRM: where orders come from and outcomes go to."""
+    """The shop's CRM: where orders come from and outcomes go to.
+
+    With ``adapter = "webhook"`` orders come signed to ``POST /orders`` and outcomes go signed
+    to `url`, both with `webhook_secret`. `amocrm_statuses` maps an outcome to the amoCRM
+    pipeline status the lead moves to, `bitrix24_stages` to the deal's ``STAGE_ID``; an
+    outcome without one is refused by the CRM adapter and waits on the dead-letter list.
+    `bitrix24_user_id` is the portal user calls are recorded for.
+    """
 
     adapter: CrmAdapter = "none"
     url: WebUrl | None = None
@@ -175,12 +223,18 @@ class CrmSettings(_Table):
     poll_interval_s: PositiveSeconds = 10.0
     default_region: Annotated[str, pattern(r"[A-Z]{2}", "must be a two-letter country code")] = "RU"
     webhook_secret: SecretStr | None = None
+    amocrm_statuses: AmoCrmStatuses = Field(default_factory=AmoCrmStatuses)
+    bitrix24_stages: Bitrix24Stages = Field(default_factory=Bitrix24Stages)
+    bitrix24_user_id: Annotated[int, Field(ge=1)] = 1
 
     @model_validator(mode="after")
     def _adapter_needs(self) -> CrmSettings:
         missing = [k for k in _CRM_REQUIRES.get(self.adapter, ()) if getattr(self, k) is None]
         if missing:
             raise FieldProblems([(k, f"required for adapter {self.adapter!r}") for k in missing])
+        if self.webhook_secret is not None and len(self.webhook_secret.get_secret_value()) < 16:
+            # it signs orders posted to us: a short one can be guessed
+            raise FieldProblems([("webhook_secret", "must have at least 16 characters")])
         return self
 
 
@@ -209,6 +263,38 @@ Line = Literal["confirmation", "reminder", "complaints", "delivery"]
 Pacing = Literal["progressive", "adaptive", "predictive"]
 
 
+class OverflowSettings(_Table):
+    """After a caller waited `after_s`, operators of `lines` may take them too."""
+
+    after_s: Seconds
+    lines: tuple[Slug, ...]
+
+
+class InboundSettings(_Table):
+    """What makes a campaign an inbound line (delivery questions, complaints).
+
+    `numbers` are the shop numbers (the dialled extension as Asterisk sees it, digits with or
+    without "+") whose calls queue here. `priorities` maps a caller tag to a priority, higher
+    served first: ``known`` (any order with us), ``open-order`` (an order still to be
+    confirmed), ``in-delivery`` (an order confirmed in the last `delivery_days` days).
+    `callback_offer_after_s` (0: never) offers a waiting caller to be called back;
+    `callback_campaign` is the outbound campaign that places the callback of a caller with no
+    open order (the first outbound campaign when not given). `crm_lookup_timeout_s` bounds the
+    CRM lookup of a caller the database does not know.
+    """
+
+    numbers: Annotated[
+        tuple[Annotated[str, pattern(r"\+?[0-9]{3,15}", "must be digits")], ...], NonEmpty
+    ]
+    priorities: dict[str, int] = Field(default_factory=lambda: {"in-delivery": 10, "open-order": 5})
+    overflow: tuple[OverflowSettings, ...] = ()
+    callback_offer_after_s: Seconds = 120.0
+    callback_campaign: Slug | None = None
+    service_level_s: PositiveSeconds = 20.0
+    delivery_days: Annotated[int, Field(ge=1)] = 14
+    crm_lookup_timeout_s: Annotated[float, Field(gt=0, le=5)] = 1.5
+
+
 class CampaignSettings(_Table):
     """One campaign (one of the four lines) and how it is dialled.
 
@@ -235,6 +321,7 @@ class CampaignSettings(_Table):
     shop_name: str | None = None
     operators: tuple[OperatorId, ...] = ()
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    inbound: InboundSettings | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from .control import Control, ControlError, Forbidden
-from .schemas import DispositionIn, OperatorStatus, OrderCard, PauseIn, Principal
+from .schemas import DispositionIn, OperatorStatus, OrderCard, PauseIn, Principal, TransferIn
 
 MAX_BODY_BYTES = 64 * 1024
 _FIELD_PREFIX = re.compile(r"^(?:Value error, )?([a-z_]+): (.+)$")
@@ -128,6 +128,13 @@ def create_app(
         if len(call_id) > 64:
             raise Forbidden("no such call of yours", field="call_id")
         await control.dispose(who.id, call_id, body)
+        return {"status": "accepted"}
+
+    @app.post("/api/calls/{call_id}/transfer", status_code=202)
+    async def transfer(call_id: str, body: TransferIn, who: Me) -> dict[str, str]:
+        if len(call_id) > 64:
+            raise Forbidden("no such call of yours", field="call_id")
+        await control.transfer(who.id, call_id, body)
         return {"status": "accepted"}
 
     return app

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal, Protocol
 
-from .schemas import DispositionIn, OperatorStatus, OrderCard, Principal
+from .schemas import DispositionIn, OperatorStatus, OrderCard, Principal, TransferIn
 
 OperatorAction = Literal["login", "logout", "ready", "pause"]
 
@@ -52,4 +52,9 @@ class Control(Protocol):
 
     async def dispose(self, operator_id: str, call_id: str, disposition: DispositionIn) -> None:
         """Record the operator's disposition for their call (raises Forbidden if not theirs)."""
+        ...
+
+    async def transfer(self, operator_id: str, call_id: str, transfer: TransferIn) -> None:
+        """Hand the operator's connected customer on (Forbidden if not theirs, Conflict if the
+        call is not connected or no supervisor is on the floor)."""
         ...

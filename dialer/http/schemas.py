@@ -68,6 +68,23 @@ class DispositionIn(Strict):
         return self
 
 
+class TransferIn(Strict):
+    """Hand the customer on: to a colleague qualified for `category`, or to a supervisor
+    (``"supervisor": true``, e.g. reason "qualification insufficient"). Without either, to
+    any free colleague of the line."""
+
+    mode: Literal["blind"] = "blind"
+    category: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[\w-]+$")
+    supervisor: bool = False
+    reason: str = Field(default="", max_length=500, pattern=_NO_CONTROL_CHARS)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> TransferIn:
+        if self.supervisor and self.category is not None:
+            raise ValueError("category: a transfer goes to a category or to a supervisor, not both")
+        return self
+
+
 class OperatorStatus(BaseModel):
     id: str
     state: str
@@ -94,3 +111,7 @@ class OrderCard(BaseModel):
     flags: list[str] = Field(default_factory=list)
     flag_reason: str | None = None
     history: list[dict[str, Any]] = Field(default_factory=list)
+    # an inbound call: the caller (masked) and their recent orders
+    inbound: bool = False
+    caller_masked: str = ""
+    orders: list[dict[str, Any]] = Field(default_factory=list)

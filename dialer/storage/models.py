@@ -306,3 +306,44 @@ class AuditEntry(Base):
     who: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(64))
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class InboundCall(Base):
+    """One call a customer made to a shop's number, keyed by its channel's Uniqueid.
+
+    `outcome` is connected, abandoned (hung up while waiting) or callback (took the callback
+    offer); `disposition` is the operator's word once given. `order_id` is the caller's order
+    when the database or the CRM knew them.
+    """
+
+    __tablename__ = "inbound_calls"
+
+    channel_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    line_id: Mapped[str] = mapped_column(String(64), index=True)
+    caller_e164: Mapped[str] = mapped_column(String(32))
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"))
+    priority: Mapped[int] = mapped_column(default=0)
+    entered_at: Mapped[datetime] = mapped_column(index=True)
+    connected_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime]
+    outcome: Mapped[str] = mapped_column(String(16))
+    disposition: Mapped[str | None] = mapped_column(String(16))
+    operator_id: Mapped[str | None] = mapped_column(String(64))
+    hangup_cause: Mapped[int | None]
+
+
+class CallTransfer(Base):
+    """An operator handing a customer on to a colleague or a supervisor, on any call."""
+
+    __tablename__ = "call_transfers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel_id: Mapped[str] = mapped_column(String(64), index=True)
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"))
+    from_operator_id: Mapped[str] = mapped_column(String(64), index=True)
+    to_operator_id: Mapped[str | None] = mapped_column(String(64))
+    mode: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(String(80))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    requested_at: Mapped[datetime]
+    at: Mapped[datetime]

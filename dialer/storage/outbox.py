@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,6 +22,10 @@ from dialer.storage.models import OutboxEntry
 MAX_ERROR_CHARS = 2000
 
 
+LOCAL_CRM: Final = "obzvon"
+"""The `crm` of orders obzvon made itself, which no CRM knows."""
+
+
 async def add_outbox(
     session: AsyncSession,
     *,
@@ -29,8 +33,14 @@ async def add_outbox(
     payload: dict[str, Any],
     now: datetime,
     order_id: int | None = None,
-) -> OutboxEntry:
-    """Queue a message of `kind` (e.g. ``"recording"``), to be sent from `now` on."""
+) -> OutboxEntry | None:
+    """Queue a message of `kind` (e.g. ``"recording"``), to be sent from `now` on.
+
+    Orders obzvon made itself (`LOCAL_CRM`: the callback an inbound caller without an order
+    asked for) have no CRM to tell: nothing is queued for them, and None is returned.
+    """
+    if payload.get("crm") == LOCAL_CRM:
+        return None
     entry = OutboxEntry(
         order_id=order_id, kind=kind, payload=payload, created_at=now, next_try_at=now
     )
