@@ -26,6 +26,7 @@ from acd.routing import LongestIdle
 from dialer.bus import EventBus
 from dialer.engine.campaign import CampaignRules
 from dialer.engine.engine import DialerEngine
+from dialer.engine.stats import QueueStatistics
 from dialer.events_schema import floor_snapshot
 from dialer.http import wallboard
 from dialer.http.app import create_app
@@ -269,3 +270,55 @@ async def test_a_stream_that_lost_events_starts_afresh_from_a_snapshot(
         events = await sse.read(until="snapshot")
     assert events[-1][0] == "snapshot"
     assert [d["call_id"] for n, d in events if n == "call"] == [f"c-{i}" for i in range(45, 50)]
+
+
+async def test_inbound_lines_show_waiting_callers_and_service_level_against_its_target() -> None:
+    board, engine = floor()
+    line = QueueStatistics(
+        line_id="delivery",
+        waiting=4,
+        longest_wait_s=37.26,
+        offered=50,
+        answered=40,
+        answered_within_sl=30,
+        abandoned=6,
+        callbacks=2,
+        service_level_s=20.0,
+        service_level=30 / 48,
+        asa_s=14.04,
+    )
+    app = wallboard_app(board, engine, EventBus(), queues=lambda: {"delivery": line})
+    async with (
+        serve(app) as base,
+        httpx.AsyncClient() as c,
+        c.stream("GET", f"{base}/api/floor/stream", headers=bearer("sup-token")) as r,
+    ):
+        [(_, snapshot)] = await EventReader(r).read(count=1)
+    assert snapshot["queues"] == {
+        "delivery": {
+            "line_id": "delivery",
+            "waiting": 4,
+            "longest_wait_s": 37.3,
+            "offered": 50,
+            "answered": 40,
+            "abandoned": 6,
+            "callbacks": 2,
+            "service_level": 0.625,
+            "service_level_s": 20.0,
+            "service_level_target": 0.8,
+            "sl_warning": "below",
+            "asa_s": 14.0,
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    ("level", "warning"),
+    [(None, "ok"), (0.79, "below"), (0.8, "near"), (0.849, "near"), (0.85, "ok")],
+)
+def test_the_service_level_warning(level: float | None, warning: str) -> None:
+    line = QueueStatistics(
+        line_id="l", waiting=0, longest_wait_s=0.0, offered=0, answered=0, answered_within_sl=0,
+        abandoned=0, callbacks=0, service_level_s=20.0, service_level=level, asa_s=None,
+    )  # fmt: skip
+    assert wallboard.queue_payload(line, target=0.8)["sl_warning"] == warning

@@ -3,7 +3,9 @@
 Chromium is driven over the DevTools protocol on a websocket (no downloaded browser, no driver
 binary). The page loads, a simulated call shows on its operator's tile within a second of the
 operator's state event, and a supervisor clicking *Pause* on another operator's tile pauses
-that operator in the engine. Skipped where Chromium is not installed, except when CI=true.
+that operator in the engine; an inbound line's queue shows its service level in the warning
+colour below target, and today's confirmations by category fill their table. Skipped where
+Chromium is not installed, except when CI=true.
 """
 
 from __future__ import annotations
@@ -26,13 +28,15 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from acd.states import OperatorState
 from dialer.app import Runtime, background_jobs, open_runtime
+from dialer.bus import EventBus
 from dialer.clock import ScaledClock
 from dialer.config import CampaignSettings, OperatorSettings, Settings
 from dialer.config.models import DatabaseSettings, HttpSettings
 from dialer.engine import events as ev
+from dialer.engine.stats import QueueStatistics
 from dialer.telephony import DialSettings
 from pbx.sim import AsteriskSim, CallModel, NumberScript, OperatorScript
-from tests.test_wallboard import free_port
+from tests.test_wallboard import floor, free_port, serve, wallboard_app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None:
@@ -320,3 +324,37 @@ async def _event(page: Page, method: str) -> dict[str, Any]:
             message = await page.events.get()
             if message.get("method") == method:
                 return message
+
+
+async def test_the_page_shows_inbound_lines_and_todays_categories(tmp_path: Path) -> None:
+    board, engine = floor()
+    line = QueueStatistics(
+        line_id="delivery", waiting=2, longest_wait_s=75.0, offered=30, answered=24,
+        answered_within_sl=15, abandoned=4, callbacks=1, service_level_s=20.0,
+        service_level=15 / 29, asa_s=22.5,
+    )  # fmt: skip
+
+    async def today() -> dict[str, Any]:
+        return {
+            "day": "2026-06-15",
+            "categories": {"cosmetics": {"confirmed": 12, "upsells": 9, "upsell_amount": 13450.0}},
+        }
+
+    app = wallboard_app(board, engine, EventBus(), queues=lambda: {"delivery": line}, today=today)
+    async with serve(app) as base, chromium(tmp_path) as page:
+        loaded = asyncio.create_task(_event(page, "Page.loadEventFired"))
+        await page.send("Page.navigate", url=f"{base}/#token=sup-token")
+        await loaded
+        level = "document.querySelector('#line-delivery .level')"
+        assert await page.wait_for(f"{level} && {level}.textContent") == "51.7%"
+        assert await page.js(f"{level}.className") == "level over"  # below the 80 % target
+        assert not await page.js("document.getElementById('queues').hidden")
+        fields = await page.js(
+            "[...document.querySelectorAll('#line-delivery dd')].map((d) => d.textContent)"
+        )
+        assert fields[:3] == ["2", "1:15", "22.5 s"]
+        row = "document.querySelector('#today tbody tr')"
+        cells = await page.wait_for(
+            f"{row} && {row}.cells.length === 4 && [...{row}.cells].map((c) => c.textContent)"
+        )
+        assert cells == ["cosmetics", "12", "9", "13450"]

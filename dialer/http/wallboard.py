@@ -7,7 +7,8 @@ Routes (`wallboard_router()`):
   the address) and reads the stream below with it.
 - ``GET /api/floor``: one snapshot of the floor (JSON).
 - ``GET /api/floor/stream``: ``text/event-stream``. First a ``snapshot`` event (every operator's
-  tile, every campaign's figures, today's outcomes, the CRM's sync lag, who is watching); then
+  tile, every campaign's figures, every inbound line's queue, today's outcomes, the CRM's sync
+  lag, who is watching); then
   ``operator``, ``call``, ``alert`` and ``crm`` events as they happen on the event bus, a
   ``stats`` event (figures without tiles) every `interval_s`, and a full ``snapshot`` again
   every `resync_s` or as soon as the stream fell behind the bus and lost events.
@@ -32,6 +33,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from dialer.bus import BusMessage, EventBus, topic_matches
+from dialer.engine.stats import QueueStatistics
 from dialer.events_schema import CRM_STATS_TOPIC
 from dialer.http.auth import Authenticate, Permission, require
 from dialer.http.control import NotFound
@@ -98,6 +100,32 @@ class _Cached:
         return self._value
 
 
+def queue_payload(q: QueueStatistics, *, target: float) -> dict[str, Any]:
+    """One inbound line's queue as the wallboard shows it. `sl_warning` compares the service
+    level with `target` (the share to answer within `service_level_s`, 0.8 for the usual
+    80/20): "below" the target, "near" it (less than 5 points above), else "ok" (also before
+    the first caller's wait has ended)."""
+    level = q.service_level
+    if level is None or round(level - target, 6) >= 0.05:
+        warning = "ok"
+    else:
+        warning = "below" if level < target else "near"
+    return {
+        "line_id": q.line_id,
+        "waiting": q.waiting,
+        "longest_wait_s": round(q.longest_wait_s, 1),
+        "offered": q.offered,
+        "answered": q.answered,
+        "abandoned": q.abandoned,
+        "callbacks": q.callbacks,
+        "service_level": None if level is None else round(level, 4),
+        "service_level_s": q.service_level_s,
+        "service_level_target": target,
+        "sl_warning": warning,
+        "asa_s": None if q.asa_s is None else round(q.asa_s, 1),
+    }
+
+
 def sse(event: str, data: Mapping[str, Any]) -> str:
     """One server-sent event; JSON never contains a raw line break, so one data line."""
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False, default=str)}\n\n"
@@ -131,6 +159,8 @@ def wallboard_router(
     authenticate: Authenticate,
     now: Callable[[], float],
     today: Callable[[], Awaitable[Mapping[str, Any]]] | None = None,
+    queues: Callable[[], Mapping[str, QueueStatistics]] | None = None,
+    service_level_target: float = 0.8,
     interval_s: float = 2.0,
     resync_s: float = 30.0,
     today_ttl_s: float = 10.0,
@@ -140,17 +170,24 @@ def wallboard_router(
     `snapshot` returns the floor as `dialer.events_schema.floor_snapshot()` builds it (keys
     ``now``, ``operators``, ``campaigns``, ``board``); `now` is the daemon's clock; `today`
     returns today's outcomes by category (`dialer.reports.today_by_category`), fetched at most
-    every `today_ttl_s`. The stream and the snapshot need the floor permission (supervisor or
-    admin); the page itself is public and holds no data.
+    every `today_ttl_s`; `queues` returns the inbound lines' queues (the engine's
+    `EngineStatistics.queues`), shown against `service_level_target`. The stream and the
+    snapshot need the floor permission (supervisor or admin); the page itself is public and
+    holds no data.
     """
     router = APIRouter()
     crm = _Latest(bus, CRM_STATS_TOPIC)
     outcomes = _Cached(today, today_ttl_s)
     Watcher = Annotated[Principal, Depends(require(authenticate, Permission.FLOOR))]
 
+    def lines() -> dict[str, Any]:
+        found = queues() if queues is not None else {}
+        return {line: queue_payload(q, target=service_level_target) for line, q in found.items()}
+
     async def full(who: Principal) -> dict[str, Any]:
         return {
             **snapshot(),
+            "queues": lines(),
             "crm": crm.get(),
             "today": await outcomes.get(),
             "you": {"id": who.id, "role": who.role},
@@ -158,7 +195,7 @@ def wallboard_router(
 
     async def figures() -> dict[str, Any]:
         data = {k: v for k, v in snapshot().items() if k != "operators"}
-        return {**data, "crm": crm.get(), "today": await outcomes.get()}
+        return {**data, "queues": lines(), "crm": crm.get(), "today": await outcomes.get()}
 
     @router.get("/", include_in_schema=False)
     async def page() -> Response:

@@ -252,9 +252,61 @@
     }
   }
 
+  // -- inbound lines: callers waiting, service level against its target, speed of answer -----
+  const queues = new Map();
+
+  function queueCard(id) {
+    let q = queues.get(id);
+    if (q) return q;
+    const node = el("article", "queue");
+    node.id = "line-" + id;
+    const level = el("span", "level ok", "–");
+    const dl = el("dl");
+    const fields = {};
+    for (const [key, label] of [
+      ["waiting", "waiting"], ["longest", "longest wait"], ["asa", "speed of answer"],
+      ["target", "target"], ["offered", "offered"], ["answered", "answered"],
+      ["abandoned", "abandoned"], ["callbacks", "callbacks"],
+    ]) {
+      fields[key] = el("dd");
+      dl.append(el("dt", "", label), fields[key]);
+    }
+    const within = el("span", "small", "");
+    node.append(el("h2", "", id), level, within, dl);
+    $("queues").append(node);
+    q = { node, level, within, fields };
+    queues.set(id, q);
+    return q;
+  }
+
+  function renderQueues(lines) {
+    const box = $("queues");
+    box.hidden = !Object.keys(lines).length;
+    for (const [id, q] of queues) {
+      if (!(id in lines)) { q.node.remove(); queues.delete(id); }
+    }
+    for (const d of Object.values(lines)) {
+      const q = queueCard(d.line_id);
+      setText(q.level, pct(d.service_level));
+      q.level.className = "level " + (d.sl_warning === "below" ? "over" : d.sl_warning);
+      setText(q.within, ` answered within ${num(d.service_level_s)} s`);
+      const f = q.fields;
+      setText(f.waiting, String(d.waiting));
+      setText(f.longest, duration(d.longest_wait_s));
+      setText(f.asa, d.asa_s === null ? "–" : num(d.asa_s, 1) + " s");
+      setText(f.target, pct(d.service_level_target));
+      setText(f.offered, String(d.offered));
+      setText(f.answered, String(d.answered));
+      setText(f.abandoned, String(d.abandoned));
+      setText(f.callbacks, String(d.callbacks));
+      q.node.classList.toggle("busy", d.waiting > 0);
+    }
+  }
+
   function updateFigures(data) {
     if (typeof data.now === "number") observeNow(data.now, true);
     for (const c of Object.values(data.campaigns || {})) updateCampaign(c);
+    if (data.queues) renderQueues(data.queues);
     if (data.board) renderBoard(data.board);
     renderCrm(data.crm);
     if (data.today !== undefined) renderToday(data.today);
@@ -487,6 +539,6 @@
     if (token()) start(); else showLogin("");
   }
 
-  window.obzvon = { api, token, authHeaders, tiles, calls };
+  window.obzvon = { api, token, authHeaders, tiles, calls, queues };
   init();
 })();
