@@ -6,6 +6,9 @@ secret (`settings.http.recording_url_secret`), so a link can be handed to a CRM 
 without a bearer token and stops working at `expires`. A link whose signature or expiry does not
 check out gets 403; a recording that retention removed gets 404.
 
+Retention: `purge_recordings()` deletes the recordings of calls that ended more than the
+retention period ago and clears their path; `keep_recordings()` runs it every hour as a daemon job.
+
 Files are served only from inside the configured recording directories (`roots`), whatever the
 database says: a path that resolves elsewhere is treated as missing. Range requests are answered
 with 206 and ``Content-Range`` (players seek in long calls), by Starlette's `FileResponse`.
@@ -21,7 +24,7 @@ import hmac
 import logging
 import mimetypes
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -180,6 +183,38 @@ async def purge_recordings(
         missing += len(batch) - gone
         if len(batch) < PURGE_BATCH:
             return PurgeResult(cleared=cleared, deleted=deleted, missing=missing)
+
+
+async def keep_recordings(
+    db: Database,
+    *,
+    retention_days: float,
+    roots: Sequence[Path],
+    now: Callable[[], float],
+    sleep: Callable[[float], Awaitable[None]],
+    interval_s: float = 3600.0,
+) -> None:
+    """Purge the recordings older than `retention_days` now and every `interval_s`, until
+    cancelled (a daemon job). `now` and `sleep` are the daemon's clock. A purge that fails is
+    logged and tried again at the next round; the files stay until one succeeds."""
+    if retention_days <= 0:
+        raise ValueError("retention_days must be positive (without retention, run no job)")
+    while True:
+        try:
+            result = await purge_recordings(
+                db, older_than_days=retention_days, now=now(), roots=roots
+            )
+        except Exception:  # a broken disk or database must not stop the daemon
+            log.exception("recording retention failed; trying again in %.0f s", interval_s)
+        else:
+            if result.cleared:
+                log.info(
+                    "recording retention (%g days): %d removed, %d already gone",
+                    retention_days,
+                    result.deleted,
+                    result.missing,
+                )
+        await sleep(interval_s)
 
 
 def _unlink_all(paths: Sequence[Path | None]) -> int:

@@ -3,18 +3,25 @@ and retention; over a real server, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from time import time
 
 import httpx
 import pytest
 
 from dialer.http.app import create_app
-from dialer.recordings import RecordingLinks, purge_recordings, recordings_router
+from dialer.recordings import (
+    RecordingLinks,
+    keep_recordings,
+    purge_recordings,
+    recordings_router,
+)
 from dialer.storage import repo
 from dialer.storage.db import Database
 from dialer.storage.models import CallAttempt
@@ -197,6 +204,35 @@ async def test_retention_deletes_old_recordings_and_clears_their_paths(
         assert paths == {old: None, vanished: None, outside: None, recent: "new.wav"}
     finally:
         keep_outside.unlink()
+
+
+async def test_the_retention_job_purges_every_interval_on_the_daemons_clock(
+    database: Database, tmp_path: Path
+) -> None:
+    day = 86400.0
+    clock = Clock()
+    files = {name: tmp_path / f"{name}.wav" for name in ("old", "ageing")}
+    for f in files.values():
+        f.write_bytes(AUDIO)
+    await recorded_call(database, path="old.wav", ended=T0 - 100 * day)
+    await recorded_call(database, path="ageing.wav", ended=T0 - 90 * day + 1800)
+    rounds: list[tuple[bool, bool]] = []
+
+    async def sleep(seconds: float) -> None:  # a virtual hour passes at each round
+        rounds.append((files["old"].exists(), files["ageing"].exists()))
+        if len(rounds) == 2:
+            raise asyncio.CancelledError
+        clock.now += seconds
+
+    job = keep_recordings(
+        database, retention_days=90, roots=[tmp_path], now=lambda: clock.now, sleep=sleep
+    )
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    # the first round removes what is past 90 days; the next, an hour later, what aged past it
+    assert rounds == [(False, True), (False, False)]
+    with pytest.raises(ValueError, match="retention_days"):
+        await keep_recordings(database, retention_days=0, roots=[tmp_path], now=time, sleep=sleep)
 
 
 def test_without_a_configured_secret_links_work_until_the_process_ends() -> None:
