@@ -15,16 +15,25 @@ after the lead, priced at the lead's budget.
 
 Calls go to ``POST /api/v4/calls`` (``direction``, ``uniq`` = ChannelId, ``duration``,
 ``source``, ``link``, ``phone``, ``call_result``, ``call_status``, ``created_at``). amoCRM
-attaches a call to the lead, contact or company with that phone, and refuses the call when
-none exists; refused calls come back in `UploadResult.rejected`. amoCRM does not promise to
-recognise a ``uniq`` it already has, so a call whose answer was lost may be recorded twice.
+attaches a call to the lead, customer, contact or company with that phone, as a ``call_in`` or
+``call_out`` note whose ``params.uniq`` is ours, and refuses the call when none exists; refused
+calls come back in `UploadResult.rejected`.
+
+amoCRM does not promise to recognise a ``uniq`` it already has, so the adapter makes sure a
+call is not sent twice itself. ``POST /api/v4/calls`` is never retried blindly: when its
+answer is lost (a timeout, a reset connection, a 5xx) it raises `CrmInDoubt`, and before a call
+that may be in amoCRM already is sent (`crm_bridge.redelivery`), the call notes written since
+it started are read (``GET /api/v4/{leads,customers,contacts,companies}/notes`` by
+``filter[note_type]`` and ``filter[updated_at][from]``); a call whose ``uniq`` is among them
+is a duplicate.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -43,10 +52,16 @@ from crm_bridge.adapter import (
 )
 from crm_bridge.errors import CrmAuthError, CrmProtocolError, CrmRejected
 from crm_bridge.http import CrmHttp, RateLimit, Reply, RetryPolicy, Sleep
+from crm_bridge.redelivery import CHECK_AFTER_S, CallLedger
 
 NAME = "amocrm"
 CALLS_PER_REQUEST = 50
 LEADS_PER_REQUEST = 250
+NOTES_PER_REQUEST = 250
+# Where a call may have been written as a note; customers only where the account has them.
+NOTE_ENTITIES = ("leads", "customers", "contacts", "companies")
+# Notes are looked up from this long before a call started: clocks differ.
+NOTES_MARGIN_S = 600
 
 # amoCRM's call_status: 1 left a message, 2 call back later, 3 not available, 4 had a
 # conversation, 5 invalid number, 6 no connection, 7 line busy.
@@ -62,15 +77,19 @@ CALL_STATUS = {
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AmoCrmSettings:
-    """`statuses` maps obzvon's status names to amoCRM (pipeline_id, status_id) pairs."""
+    """`statuses` maps the status an `OrderUpdate` names to an amoCRM (pipeline_id,
+    status_id) pair; `unmapped` says, per status without one, what to configure (it goes
+    into the refusal an admin reads)."""
 
     url: str
     token: str
     source: str = "obzvon"
     statuses: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    unmapped: Mapping[str, str] = field(default_factory=dict)
     rate_per_s: float = 7.0
     timeout_s: float = 10.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    check_after_s: float = CHECK_AFTER_S
 
 
 class AmoCrmAdapter:
@@ -84,8 +103,11 @@ class AmoCrmAdapter:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
+        now: Callable[[], float] = time.time,
     ) -> None:
+        """`now` is the clock calls' times are compared with (epoch seconds)."""
         self.settings = settings
+        self.ledger = CallLedger(now=now, check_after_s=settings.check_after_s)
         self.http = CrmHttp(
             crm=NAME,
             base_url=settings.url.rstrip("/") + "/api/v4",
@@ -177,7 +199,12 @@ class AmoCrmAdapter:
         lead = int(update.external_id)
         if update.status is not None:
             if update.status not in self.settings.statuses:
-                raise CrmRejected(f"no amoCRM status configured for {update.status!r}", crm=NAME)
+                hint = self.settings.unmapped.get(update.status)
+                raise CrmRejected(
+                    f"no amoCRM status configured for {update.status!r}"
+                    + (f": {hint}" if hint else ""),
+                    crm=NAME,
+                )
             pipeline, status = self.settings.statuses[update.status]
             body = {"pipeline_id": pipeline, "status_id": status}
             _ok(await self.http.request("PATCH", f"/leads/{lead}", json=body))
@@ -187,37 +214,99 @@ class AmoCrmAdapter:
 
     async def upload_calls(self, calls: Sequence[CallRecord]) -> UploadResult:
         """Batches of 50; calls refused by validation or with no matching entity are set
-        apart by their ``request_id`` and the rest of the batch sent again."""
+        apart by their ``request_id`` and the rest of the batch sent again. Calls amoCRM may
+        have already are looked up first, and those it has are duplicates."""
         delivered: list[str] = []
+        duplicates: list[str] = []
         rejected: list[RejectedCall] = []
-        for start in range(0, len(calls), CALLS_PER_REQUEST):
-            batch = list(calls[start : start + CALLS_PER_REQUEST])
+        todo = []
+        for record in calls:
+            if self.ledger.known(record.external_id):
+                duplicates.append(record.external_id)
+            else:
+                todo.append(record)
+        doubtful = [r for r in todo if self.ledger.needs_check(r)]
+        if doubtful:
+            have = await self._calls_in_notes(doubtful)
+            for record in doubtful:
+                if record.external_id in have:
+                    self.ledger.acknowledged(record.external_id)
+                    duplicates.append(record.external_id)
+            todo = [r for r in todo if r.external_id not in have]
+        for start in range(0, len(todo), CALLS_PER_REQUEST):
+            batch = list(todo[start : start + CALLS_PER_REQUEST])
             while batch:
                 batch = await self._upload(batch, delivered, rejected)
-        return UploadResult(delivered=tuple(delivered), rejected=tuple(rejected))
+        return UploadResult(
+            delivered=tuple(delivered), duplicates=tuple(duplicates), rejected=tuple(rejected)
+        )
 
     async def _upload(
         self, batch: list[CallRecord], delivered: list[str], rejected: list[RejectedCall]
     ) -> list[CallRecord]:
         """Send `batch`; return the calls to send again (none, unless validation failed)."""
         payload = [self._call(c, i) for i, c in enumerate(batch)]
-        reply = await self.http.request("POST", "/calls", json=payload)
-        if reply.status == 400 and reply.body is not None and reply.body.get("validation-errors"):
-            bad = _validation_errors(reply.body)
-            if not bad:
-                raise _rejected(reply)
-            for i, detail in bad.items():
-                rejected.append(RejectedCall(batch[i].external_id, _rejected(reply, detail)))
-            return [c for i, c in enumerate(batch) if i not in bad]
-        body = _ok(reply)
+        for record in batch:
+            self.ledger.sending(record.external_id)
+        try:
+            reply = await self.http.request("POST", "/calls", json=payload, idempotent=False)
+            if (
+                reply.status == 400
+                and reply.body is not None
+                and reply.body.get("validation-errors")
+            ):
+                bad = _validation_errors(reply.body)
+                if not bad:
+                    raise _rejected(reply)
+                for i, detail in bad.items():
+                    self.ledger.refused(batch[i].external_id)
+                    rejected.append(RejectedCall(batch[i].external_id, _rejected(reply, detail)))
+                return [c for i, c in enumerate(batch) if i not in bad]
+            body = _ok(reply)
+        except (CrmRejected, CrmAuthError):
+            for record in batch:  # refused whole: nothing of it was stored
+                self.ledger.refused(record.external_id)
+            raise
         errors = {_index(e.get("request_id")): e for e in _embedded(body, "errors", required=False)}
         for i, call in enumerate(batch):
             if i in errors:
                 why = str(errors[i].get("detail") or errors[i].get("title") or "refused")
+                self.ledger.refused(call.external_id)
                 rejected.append(RejectedCall(call.external_id, CrmRejected(why, crm=NAME)))
             else:
+                self.ledger.acknowledged(call.external_id)
                 delivered.append(call.external_id)
         return []
+
+    async def _calls_in_notes(self, calls: Sequence[CallRecord]) -> set[str]:
+        """Which of `calls` amoCRM has: their ``uniq`` among the call notes written since
+        the earliest of them started."""
+        wanted = {c.external_id for c in calls}
+        since = int(min(c.started_at.timestamp() for c in calls)) - NOTES_MARGIN_S
+        found: set[str] = set()
+        for entity in NOTE_ENTITIES:
+            page = 1
+            while found != wanted:
+                params: list[tuple[str, str | int]] = [
+                    ("filter[note_type][]", "call_in"),
+                    ("filter[note_type][]", "call_out"),
+                    ("filter[updated_at][from]", since),
+                    ("limit", NOTES_PER_REQUEST),
+                    ("page", page),
+                ]
+                reply = await self.http.request("GET", f"/{entity}/notes", params=params)
+                if entity == "customers" and reply.status in (402, 403, 404):
+                    break  # the account has no customers, so no call went to one
+                notes = _embedded(_ok(reply), "notes", required=False)
+                for note in notes:
+                    params_ = note.get("params")
+                    uniq = params_.get("uniq") if isinstance(params_, Mapping) else None
+                    if uniq in wanted:
+                        found.add(str(uniq))
+                if len(notes) < NOTES_PER_REQUEST:
+                    break
+                page += 1
+        return found
 
     def _call(self, call: CallRecord, index: int) -> dict[str, Any]:
         out: dict[str, Any] = {

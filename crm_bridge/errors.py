@@ -8,6 +8,9 @@ Whose fault it was decides what the caller does:
   configuration is fixed; the caller alarms instead of dead-lettering every item.
 - `CrmUnavailable`: the CRM could not be reached or kept answering "busy" (5xx, 429, network
   errors) after every retry. The item is still good; the caller tries again later.
+- `CrmInDoubt` (a `CrmUnavailable`): a request the CRM may have processed lost its answer
+  (a timeout, a reset connection, a 5xx). Raised only for requests the CRM would not
+  recognise if sent again; the adapter checks what the CRM has before sending them again.
 - `CrmProtocolError`: the CRM answered something that is not its documented format.
 - `DataFileError`: a fraud base or numbering-plan file could not be read.
 
@@ -71,6 +74,11 @@ class CrmAuthError(CrmError):
 
 class CrmUnavailable(CrmError):
     """The CRM stayed unreachable or overloaded through every retry; try again later."""
+
+
+class CrmInDoubt(CrmUnavailable):
+    """A request may have been processed but its answer was lost; sending it again blindly
+    could do it twice."""
 
 
 class CrmProtocolError(CrmError):

@@ -11,6 +11,12 @@ Every request goes through `CrmHttp.request`, which
 4. retries "try again" with tenacity: exponential backoff with jitter, or exactly the
    ``Retry-After`` the CRM asked for; after the last attempt, `CrmUnavailable`.
 
+A request the CRM does not recognise when it comes again (``idempotent=False``) is retried
+only when it surely never reached the CRM (no connection, or 429 and the like). When it may
+have been processed with its answer lost (a timeout or a reset while waiting for the answer,
+a 5xx), `CrmInDoubt` is raised at once: the adapter finds out what the CRM has before sending
+again.
+
 Sleeping goes through an injected function, so tests can run retries without waiting.
 """
 
@@ -33,9 +39,11 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from crm_bridge.errors import CrmProtocolError, CrmUnavailable
+from crm_bridge.errors import CrmInDoubt, CrmProtocolError, CrmUnavailable
 
 Sleep = Callable[[float], Awaitable[None]]
+# Failures that happen before a request leaves: it surely was not processed.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,6 +82,18 @@ class _TryAgain(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class _Request:
+    method: str
+    path: str
+    params: Any
+    data: Mapping[str, str] | None
+    json: Any
+    content: bytes | None
+    headers: Mapping[str, str] | None
+    idempotent: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
     """A response that is not worth retrying: its status and, when it parsed, JSON body."""
 
@@ -96,7 +116,10 @@ class CrmHttp:
         timeout_s: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
+        retry_statuses: frozenset[int] = frozenset({429}),
     ) -> None:
+        """`retry_statuses` are the 4xx answers that mean "not now" rather than "no" (429
+        always; a shop's webhook may also answer 408, 409 or 425)."""
         self.crm = crm
         self._client = httpx.AsyncClient(
             base_url=base_url,
@@ -107,6 +130,7 @@ class CrmHttp:
         self._limiters = {name: limit.limiter() for name, limit in limits.items()}
         self._retry = retry
         self._sleep = sleep
+        self._retry_statuses = retry_statuses | {429}
         self.requests_sent = 0
 
     async def aclose(self) -> None:
@@ -121,11 +145,17 @@ class CrmHttp:
         params: Any = None,
         data: Mapping[str, str] | None = None,
         json: Any = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool = True,
     ) -> Reply:
         """Send with rate limiting and retries; return the first non-retryable reply.
 
-        Raises `CrmUnavailable` when every attempt failed in a retryable way.
+        Raises `CrmUnavailable` when every attempt failed in a retryable way, and for a
+        request that is not `idempotent`, `CrmInDoubt` as soon as an attempt may have been
+        processed without its answer reaching us.
         """
+        send = _Request(method, path, params, data, json, content, headers, idempotent)
         limiter = self._limiters[bucket]
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._retry.attempts),
@@ -138,32 +168,39 @@ class CrmHttp:
             async for attempt in retrying:
                 with attempt:
                     async with limiter:
-                        return await self._once(method, path, params, data, json)
+                        return await self._once(send)
         except _TryAgain as exc:
             raise CrmUnavailable(
                 f"{method} {path}: {exc} (after {self._retry.attempts} attempts)", crm=self.crm
             ) from exc
         raise AssertionError("unreachable: tenacity either returns or raises")
 
-    async def _once(
-        self,
-        method: str,
-        path: str,
-        params: Any,
-        data: Mapping[str, str] | None,
-        json: Any,
-    ) -> Reply:
+    async def _once(self, r: _Request) -> Reply:
         self.requests_sent += 1
         try:
-            response = await self._client.request(method, path, params=params, data=data, json=json)
+            response = await self._client.request(
+                r.method,
+                r.path,
+                params=r.params,
+                data=r.data,
+                json=r.json,
+                content=r.content,
+                headers=r.headers,
+            )
+        except _NOT_SENT as exc:
+            raise _TryAgain(f"{type(exc).__name__}: {exc}") from exc
         except httpx.TransportError as exc:
-            # Connect errors, timeouts, a connection dropped mid-answer: the request may or
-            # may not have been processed; only idempotent requests are sent through here.
+            # A timeout or a connection dropped while the CRM had the request: it may have
+            # been processed.
+            if not r.idempotent:
+                raise self._in_doubt(r, f"{type(exc).__name__}: {exc}") from exc
             raise _TryAgain(f"{type(exc).__name__}: {exc}") from exc
         except httpx.HTTPError as exc:
-            raise CrmProtocolError(f"{method} {path}: {exc}", crm=self.crm) from exc
+            raise CrmProtocolError(f"{r.method} {r.path}: {exc}", crm=self.crm) from exc
         status = response.status_code
-        if status == 429 or status >= 500:
+        if status >= 500 and not r.idempotent:
+            raise self._in_doubt(r, f"HTTP {status}")
+        if status in self._retry_statuses or status >= 500:
             raise _TryAgain(
                 f"HTTP {status}", retry_after=_retry_after(response.headers.get("Retry-After"))
             )
@@ -173,6 +210,11 @@ class CrmHttp:
         except ValueError:
             body = None
         return Reply(status, body if isinstance(body, Mapping) else None, text[:2000])
+
+    def _in_doubt(self, r: _Request, reason: str) -> CrmInDoubt:
+        return CrmInDoubt(
+            f"{r.method} {r.path}: {reason}; the CRM may have processed it", crm=self.crm
+        )
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome is not None else None

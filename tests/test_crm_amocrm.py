@@ -10,13 +10,15 @@ import pytest
 
 from crm_bridge.adapter import CallDirection, CallRecord, CallResult, OrderUpdate
 from crm_bridge.amocrm import AmoCrmAdapter, AmoCrmSettings
-from crm_bridge.errors import CrmAuthError, CrmRejected
+from crm_bridge.errors import CrmAuthError, CrmInDoubt, CrmRejected
 from crm_bridge.http import RetryPolicy
 from crm_bridge.intake.order import AcceptedOrder, IntakeRules, intake
 from tests.crm_servers.amocrm import AmoCrmState, create_app
+from tests.crm_servers.lossy import LossyLink
 from tests.crm_servers.serve import LoopbackServer
 
 T0 = int(datetime(2026, 1, 10, 9, 0, tzinfo=UTC).timestamp())
+CLOCK = [T0 + 60.0]  # the adapter's clock: the calls below have just ended
 WAITS: list[float] = []
 
 
@@ -37,14 +39,16 @@ async def server(state: AmoCrmState) -> AsyncIterator[LoopbackServer]:
     await running.stop()
 
 
-def make(server: LoopbackServer, token: str = "amo-token") -> AmoCrmAdapter:
+def make(server: LoopbackServer | LossyLink, token: str = "amo-token") -> AmoCrmAdapter:
     settings = AmoCrmSettings(
         url=server.url,
         token=token,
         statuses={"client-confirmed": (1, 142)},
+        unmapped={"cancel-other": "set crm.amocrm_statuses.rejected"},
         retry=RetryPolicy(attempts=4, backoff_initial_s=0.01),
     )
-    return AmoCrmAdapter(settings, sleep=no_wait)
+    CLOCK[0] = T0 + 60.0
+    return AmoCrmAdapter(settings, sleep=no_wait, now=lambda: CLOCK[0])
 
 
 @pytest.fixture
@@ -156,11 +160,57 @@ async def test_refusals_carry_the_crms_words(adapter: AmoCrmAdapter) -> None:
     with pytest.raises(CrmRejected, match="Lead not found") as missing:
         await adapter.update_order(OrderUpdate(external_id="5", status="client-confirmed"))
     assert missing.value.status == 404
-    with pytest.raises(CrmRejected, match="no amoCRM status"):
+    with pytest.raises(CrmRejected, match="no amoCRM status") as unmapped:
         await adapter.update_order(OrderUpdate(external_id="5", status="cancel-other"))
+    assert "crm.amocrm_statuses.rejected" in unmapped.value.message
 
 
 async def test_a_bad_token_is_an_auth_error(server: LoopbackServer) -> None:
     async with make(server, token="expired") as crm:
         with pytest.raises(CrmAuthError, match="invalid"):
             await crm.pull_orders(None)
+
+
+async def test_a_call_whose_answer_is_lost_is_not_sent_blindly_again(
+    state: AmoCrmState, server: LoopbackServer
+) -> None:
+    # amoCRM promises nothing about a uniq sent twice: the stand-in stores the call twice.
+    state.add_lead("89120000000", created_at=T0)
+    link = LossyLink(server.port)
+    await link.start()
+    try:
+        link.lose_next(1, b"POST /api/v4/calls")
+        async with make(link) as crm:
+            with pytest.raises(CrmInDoubt):
+                await crm.upload_calls([call(1), call(2)])
+            assert state.uniqs() == ["chan-1", "chan-2"]  # stored, the answer lost
+
+            result = await crm.upload_calls([call(1), call(2), call(3)])
+    finally:
+        await link.stop()
+    assert result.duplicates == ("chan-1", "chan-2") and result.delivered == ("chan-3",)
+    assert state.uniqs() == ["chan-1", "chan-2", "chan-3"]
+
+
+async def test_a_late_call_is_looked_up_first_across_pages_of_notes(
+    state: AmoCrmState, adapter: AmoCrmAdapter
+) -> None:
+    # A call handed over long after it ended may have been sent by a relay that stopped.
+    state.add_lead("89120000000", created_at=T0)
+    await adapter.upload_calls([call(n) for n in range(300)])  # 300 notes: two pages
+    CLOCK[0] = T0 + 3600.0
+    sent = len(state.calls)
+
+    result = await adapter.upload_calls([call(299), call(300)])
+    assert result.duplicates == ("chan-299",) and result.delivered == ("chan-300",)
+    assert len(state.calls) == sent + 1
+
+
+async def test_a_call_the_crm_acknowledged_is_not_sent_again(
+    state: AmoCrmState, adapter: AmoCrmAdapter
+) -> None:
+    state.add_lead("89120000000", created_at=T0)
+    first = await adapter.upload_calls([call(1)])
+    again = await adapter.upload_calls([call(1)])
+    assert first.delivered == ("chan-1",) and again.duplicates == ("chan-1",)
+    assert state.uniqs() == ["chan-1"]

@@ -6,14 +6,22 @@ What it reproduces: Bearer authentication (401 problem+json otherwise); JSON bod
 by ``filter[id][]`` with the phone in ``custom_fields_values`` (``field_code: PHONE``);
 ``PATCH /api/v4/leads/{id}``; ``POST /api/v4/leads/{id}/notes``; ``POST /api/v4/calls``
 (validation errors as ``validation-errors`` by ``request_id``; a call whose phone matches no
-contact comes back in ``_embedded.errors``; no deduplication by ``uniq``); 429 past 7
-requests a second.
+contact comes back in ``_embedded.errors``; a call is written as a ``call_in``/``call_out``
+note, on the contact's one lead, or on the contact when it has none or several);
+``GET /api/v4/{leads,contacts,companies,customers}/notes`` by ``filter[note_type][]``,
+``filter[updated_at][from]``, ``limit`` (at most 250) and ``page``, 204 when nothing matches;
+429 past 7 requests a second.
+
+amoCRM's documentation says nothing about a ``uniq`` sent twice, so by default a call with a
+``uniq`` already stored is stored again (a second note); `dedupe_uniq` makes the stand-in
+update the existing note instead, as some accounts are reported to.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +41,9 @@ class AmoCrmState:
     contacts: dict[int, dict[str, Any]] = field(default_factory=dict)
     notes: list[tuple[int, str]] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)
+    call_notes: list[dict[str, Any]] = field(default_factory=list)
+    dedupe_uniq: bool = False
+    clock: Callable[[], float] = time.time
     too_many: int = 0
     busy_next: int = 0
     _window: deque[float] = field(default_factory=deque)
@@ -62,6 +73,47 @@ class AmoCrmState:
         return {
             c["custom_fields_values"][0]["values"][0]["value"][-10:] for c in self.contacts.values()
         }
+
+    def uniqs(self) -> list[str]:
+        """The ``uniq`` of every call note, one per note: a call stored twice shows twice."""
+        return [n["params"]["uniq"] for n in self.call_notes]
+
+    def write_call(self, call: dict[str, Any]) -> dict[str, Any]:
+        """Store `call` as a note where amoCRM would; returns the note."""
+        contact = next(
+            cid
+            for cid, c in self.contacts.items()
+            if c["custom_fields_values"][0]["values"][0]["value"][-10:] == call["phone"][-10:]
+        )
+        leads = [
+            lead["id"]
+            for lead in self.leads.values()
+            if any(c["id"] == contact for c in lead["_embedded"]["contacts"])
+        ]
+        entity_type, entity_id = ("leads", leads[0]) if len(leads) == 1 else ("contacts", contact)
+        now = int(self.clock())
+        params = {
+            k: call.get(k)
+            for k in ("uniq", "duration", "source", "link", "phone", "call_result", "call_status")
+        }
+        if self.dedupe_uniq and call.get("uniq"):
+            for note in self.call_notes:
+                if note["params"]["uniq"] == call["uniq"]:
+                    note["params"].update(params)
+                    note["updated_at"] = now
+                    return note
+        note = {
+            "id": len(self.call_notes) + 1,
+            "entity_type": entity_type,
+            "entity_id": entity_id,
+            "note_type": "call_out" if call["direction"] == "outbound" else "call_in",
+            "created_at": now,
+            "updated_at": now,
+            "params": params,
+        }
+        self.calls.append(call)
+        self.call_notes.append(note)
+        return note
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
@@ -156,8 +208,15 @@ def create_app(state: AmoCrmState) -> Starlette:
         added, refused_calls = [], []
         for call in payload:
             if call["phone"][-10:] in known:  # amoCRM matches on the last ten digits
-                state.calls.append(call)
-                added.append({"id": len(state.calls), "request_id": call.get("request_id")})
+                note = state.write_call(call)
+                added.append(
+                    {
+                        "id": note["id"],
+                        "entity_id": note["entity_id"],
+                        "entity_type": note["entity_type"],
+                        "request_id": call.get("request_id"),
+                    }
+                )
             else:
                 refused_calls.append(
                     {
@@ -171,6 +230,30 @@ def create_app(state: AmoCrmState) -> Starlette:
             {"_total_items": len(added), "_embedded": {"calls": added, "errors": refused_calls}}
         )
 
+    async def list_notes(request: Request) -> Response:
+        if (refused := gate(request)) is not None:
+            return refused
+        q = request.query_params
+        limit = int(q.get("limit", "50"))
+        if limit > 250:
+            return problem(400, "Bad Request", "limit must be at most 250")
+        types = set(q.getlist("filter[note_type][]"))
+        since = int(q.get("filter[updated_at][from]", "0"))
+        entity = request.path_params["entity"]
+        found = [
+            n
+            for n in state.call_notes
+            if n["entity_type"] == entity
+            and (not types or n["note_type"] in types)
+            and n["updated_at"] >= since
+        ]
+        page = int(q.get("page", "1"))
+        chunk = found[(page - 1) * limit : page * limit]
+        if not chunk:
+            return Response(status_code=204)
+        notes = [{k: v for k, v in n.items() if k != "entity_type"} for n in chunk]
+        return JSONResponse({"_page": page, "_embedded": {"notes": notes}})
+
     return Starlette(
         routes=[
             Route("/api/v4/leads", leads, methods=["GET"]),
@@ -178,5 +261,6 @@ def create_app(state: AmoCrmState) -> Starlette:
             Route("/api/v4/leads/{lead:int}", patch_lead, methods=["PATCH"]),
             Route("/api/v4/leads/{lead:int}/notes", notes, methods=["POST"]),
             Route("/api/v4/calls", calls, methods=["POST"]),
+            Route("/api/v4/{entity:str}/notes", list_notes, methods=["GET"]),
         ]
     )

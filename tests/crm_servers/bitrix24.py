@@ -4,8 +4,20 @@ What it reproduces: ``/rest/<user>/<key>/<method>.json`` with JSON bodies; ``{"r
 "time": {...}}`` answers and ``{"error": ..., "error_description": ...}`` with 400 (401 for a
 wrong key, 503 ``QUERY_LIMIT_EXCEEDED`` when the leaky bucket overflows); ``crm.deal.list``
 with ``filter[>ID]``, ``order``, ``select`` and ``start=-1`` (at most 50); ``crm.contact.list``;
-``crm.deal.update``; ``crm.timeline.comment.add``; and the external-call trio, where
-registering the same unfinished call again returns the same ``CALL_ID``.
+``crm.deal.update``; ``crm.timeline.comment.add``; the external-call trio; and
+``voximplant.statistic.get``. The external calls behave as the method pages say:
+
+- ``telephony.externalCall.register`` again with the same ``PHONE_NUMBER``, ``TYPE``,
+  ``USER_ID``, ``LINE_NUMBER`` and ``EXTERNAL_CALL_ID`` while that call is not finished, within
+  30 minutes, returns the same ``CALL_ID``; the start date and the CRM entity are not part of
+  that key. Once the call is finished, the same parameters register a new call;
+- ``telephony.externalCall.finish`` moves an open call into the statistics (with its
+  ``EXTERNAL_CALL_ID``); finishing it again is refused (``ERROR_CORE``, "Call is not found");
+- ``telephony.externalCall.attachRecord`` works on finished calls only and replaces the record;
+- ``voximplant.statistic.get`` filters finished calls by ``CALL_ID`` or ``EXTERNAL_CALL_ID``
+  (a value or a list), 50 a page with ``next`` and ``total``.
+
+`clock` is the portal's clock (seconds), for the 30-minute window.
 """
 
 from __future__ import annotations
@@ -30,10 +42,13 @@ class Bitrix24State:
     deals: dict[int, dict[str, Any]] = field(default_factory=dict)
     contacts: dict[int, dict[str, Any]] = field(default_factory=dict)
     comments: list[tuple[str, str]] = field(default_factory=list)
-    open_calls: dict[tuple[Any, ...], str] = field(default_factory=dict)
+    open_calls: dict[tuple[Any, ...], tuple[str, float]] = field(default_factory=dict)
     calls: dict[str, dict[str, Any]] = field(default_factory=dict)
     finished: list[str] = field(default_factory=list)
+    statistics: list[dict[str, Any]] = field(default_factory=list)
     records: dict[str, str] = field(default_factory=dict)
+    statistics_denied: bool = False  # the webhook's user lacks "Call statistics: view"
+    clock: Any = time.monotonic
     limited: int = 0
     _level: float = 0.0
     _last: float = field(default_factory=time.monotonic)
@@ -102,27 +117,80 @@ def create_app(state: Bitrix24State) -> Starlette:
     def register(p: dict[str, Any]) -> JSONResponse:
         if not p.get("PHONE_NUMBER"):
             return error(400, "ERROR_ARGUMENT", "Argument PHONE_NUMBER is empty")
-        if p.get("TYPE") not in (1, 2, 3, 4):
-            return error(400, "ERROR_ARGUMENT", "Unknown TYPE")
-        key = (p.get("USER_ID"), p["PHONE_NUMBER"], p.get("CALL_START_DATE"), p.get("TYPE"))
-        call_id = state.open_calls.setdefault(key, f"externalCall.{len(state.calls) + 1}")
+        if p.get("TYPE") not in (1, 2, 3, 4, 5):
+            return error(400, "ERROR_CORE", "Unknown TYPE.")
+        key = (
+            p["PHONE_NUMBER"],
+            p.get("TYPE"),
+            p.get("USER_ID") or p.get("USER_PHONE_INNER"),
+            p.get("LINE_NUMBER"),
+            p.get("EXTERNAL_CALL_ID"),
+        )
+        now = state.clock()
+        open_call = state.open_calls.get(key)
+        if open_call is not None and now - open_call[1] <= 30 * 60:
+            return result({"CALL_ID": open_call[0], "CRM_CREATED_LEAD": None})
+        call_id = f"externalCall.{len(state.calls) + 1}"
+        state.open_calls[key] = (call_id, now)
         state.calls[call_id] = dict(p)
         return result({"CALL_ID": call_id, "CRM_CREATED_LEAD": None})
 
     def finish(p: dict[str, Any]) -> JSONResponse:
         call_id = p.get("CALL_ID")
-        if call_id not in state.calls:
-            return error(400, "ERROR_NOT_FOUND", "Call is not found")
-        state.open_calls = {k: v for k, v in state.open_calls.items() if v != call_id}
-        state.finished.append(call_id)
-        state.calls[call_id].update(p)
-        return result({"CALL_ID": call_id, "CALL_DURATION": p.get("DURATION")})
+        keys = [k for k, (open_id, _) in state.open_calls.items() if open_id == call_id]
+        if not keys:
+            return error(
+                400,
+                "ERROR_CORE",
+                "Call is not found (call should be registered prior to finishing)",
+            )
+        for k in keys:
+            del state.open_calls[k]
+        call = state.calls[str(call_id)]
+        call.update(p)
+        state.finished.append(str(call_id))
+        row = {
+            "ID": str(len(state.statistics) + 1),
+            "CALL_ID": call_id,
+            "EXTERNAL_CALL_ID": call.get("EXTERNAL_CALL_ID"),
+            "PORTAL_USER_ID": str(call.get("USER_ID")),
+            "PHONE_NUMBER": call["PHONE_NUMBER"],
+            "CALL_TYPE": str(call.get("TYPE")),
+            "CALL_DURATION": str(p.get("DURATION", 0)),
+            "CALL_START_DATE": call.get("CALL_START_DATE"),
+            "CALL_FAILED_CODE": p.get("STATUS_CODE"),
+            "CRM_ENTITY_TYPE": call.get("CRM_ENTITY_TYPE"),
+            "CRM_ENTITY_ID": call.get("CRM_ENTITY_ID"),
+            "CALL_RECORD_URL": None,
+            "RECORD_FILE_ID": None,
+        }
+        state.statistics.append(row)
+        return result({**row, "CALL_DURATION": p.get("DURATION")})
 
     def attach(p: dict[str, Any]) -> JSONResponse:
-        if p.get("CALL_ID") not in state.calls:
-            return error(400, "ERROR_NOT_FOUND", "Call is not found")
-        state.records[p["CALL_ID"]] = p.get("RECORD_URL", "")
+        rows = [r for r in state.statistics if r["CALL_ID"] == p.get("CALL_ID")]
+        if not rows:
+            return error(
+                400,
+                "",
+                "Call is not found in the statistic table. It looks like it is not finished yet.",
+            )
+        state.records[p["CALL_ID"]] = p.get("RECORD_URL", "")  # a second record replaces it
+        rows[0]["RECORD_FILE_ID"] = len(state.records)
         return result({"FILE_ID": len(state.records)})
+
+    def statistic_get(p: dict[str, Any]) -> JSONResponse:
+        if state.statistics_denied:
+            return error(403, "ACCESS_DENIED", "Access denied!")
+        rows = state.statistics
+        for key, wanted in (p.get("FILTER") or {}).items():
+            values = {str(v) for v in wanted} if isinstance(wanted, list) else {str(wanted)}
+            rows = [r for r in rows if str(r.get(key)) in values]
+        start = int(p.get("start") or 0)
+        body: dict[str, Any] = {"result": rows[start : start + 50], "total": len(rows)}
+        if start + 50 < len(rows):
+            body["next"] = start + 50
+        return JSONResponse(body)
 
     methods = {
         "crm.deal.list": deal_list,
@@ -132,6 +200,7 @@ def create_app(state: Bitrix24State) -> Starlette:
         "telephony.externalcall.register": register,
         "telephony.externalcall.finish": finish,
         "telephony.externalcall.attachrecord": attach,
+        "voximplant.statistic.get": statistic_get,
     }
 
     async def rest(request: Request) -> JSONResponse:
