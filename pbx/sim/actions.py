@@ -17,7 +17,7 @@ from pbx.protocol import Frame
 
 from . import dialplan, frames
 from .channel import UP, Channel
-from .hangup import abort_dial, hangup, kick
+from .hangup import hangup, interrupt, kick
 from .originate import OriginateError, OriginateRequest, originate
 from .switch import Switch
 
@@ -223,7 +223,9 @@ async def stop_mixmonitor(session: Session, frame: Frame) -> None:
 
 
 async def bridge(session: Session, frame: Frame) -> None:
-    """Bridge two live channels; when either hangs up the other is hung up too."""
+    """Bridge two live channels; when either hangs up the other is hung up too. A channel taken
+    from another bridge dissolves it: the party left there hangs up, or goes on with its
+    dialplan when it dialled with ``g`` (an operator whose consultation ends this way)."""
     sw = session.switch
     one = _channel(session, frame, "Channel1")
     if one is None:
@@ -236,10 +238,7 @@ async def bridge(session: Session, frame: Frame) -> None:
         return
     _ok(session, frame, "Channels have been bridged")
     for ch in (one, two):
-        if ch.task is not None:
-            ch.task.cancel()
-            ch.task = None
-        abort_dial(sw, ch)
+        interrupt(sw, ch)
         left = sw.leave(ch, staying=True)
         if (
             left is not None
@@ -261,7 +260,7 @@ async def setvar(session: Session, frame: Frame) -> None:
         ch = _channel(session, frame)
         if ch is None:
             return
-        ch.variables[variable] = frame.get("Value") or ""
+        ch.set_var(variable, frame.get("Value") or "")
     _ok(session, frame, "Variable Set")
 
 

@@ -11,6 +11,7 @@ import asyncio
 import random
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -51,6 +52,10 @@ CAUSE_TEXT: Final[dict[int, str]] = {
 }
 
 
+HEARD_KEPT: Final = 256
+"""How many of the latest prompts a channel remembers (`Channel.heard`)."""
+
+
 def cause_text(cause: int) -> str:
     return CAUSE_TEXT.get(cause, "Unknown")
 
@@ -80,6 +85,9 @@ class Channel:
 
     `task` is what Asterisk runs on the channel (the originate attempt, then the dialplan);
     `far_end` is the simulated person behind it (a customer's patience, an operator's talk).
+    `after_bridge` is set while a ``Dial(...,g)`` placed by the channel is bridged: when that
+    bridge ends the channel goes on with its dialplan instead of hanging up. `heard` lists the
+    last prompts played to the channel, as (application, data).
     """
 
     name: str
@@ -100,12 +108,16 @@ class Channel:
     peer: Channel | None = None
     plan: FarEnd | None = None
     variables: dict[str, str] = field(default_factory=dict)
+    inheritable: dict[str, bool] = field(default_factory=dict)
     bridge: Bridge | None = None
     left_bridge: Bridge | None = None
     task: asyncio.Task[Any] | None = None
     far_end: asyncio.Task[Any] | None = None
     dialing: list[Channel] = field(default_factory=list)
     on_hangup: list[Callable[[], None]] = field(default_factory=list)
+    on_enter: list[Callable[[], None]] = field(default_factory=list)
+    after_bridge: asyncio.Future[None] | None = None
+    heard: deque[tuple[str, str]] = field(default_factory=lambda: deque(maxlen=HEARD_KEPT))
     mixmonitor: bool = False
     hanging: bool = False
     gone: bool = False
@@ -120,6 +132,28 @@ class Channel:
     def at(self, priority: int, app: str, appdata: str = "") -> None:
         """Mark where in its dialplan the channel is (shown by events and CoreShowChannels)."""
         self.priority, self.app, self.appdata = priority, app, appdata
+
+    def set_var(self, name: str, value: str) -> None:
+        """Set a variable as ``Set`` and ``Setvar`` do: a ``_NAME`` is inherited by the channels
+        this one dials, a ``__NAME`` by theirs too; either is read as ``${NAME}``."""
+        bare = name.lstrip("_")
+        if not bare:
+            return
+        self.variables[bare] = value
+        if name.startswith("__"):
+            self.inheritable[bare] = True
+        elif name.startswith("_"):
+            self.inheritable[bare] = False
+        else:
+            self.inheritable.pop(bare, None)
+
+    def inherit_from(self, parent: Channel) -> None:
+        """Take the inheritable variables of the channel that dialled this one."""
+        for name, forever in parent.inheritable.items():
+            if name in parent.variables:
+                self.variables[name] = parent.variables[name]
+                if forever:
+                    self.inheritable[name] = True
 
 
 @dataclass(eq=False)

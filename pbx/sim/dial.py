@@ -6,8 +6,12 @@ that extension); ``Dial(PJSIP/<endpoint>,<timeout>)`` an operator's softphone ad
 already on a call is ``BUSY``); ``Dial(PJSIP/<number>@<trunk>)`` a customer.
 
 On answer both parties enter a basic bridge and Dial does not return: when either party hangs
-up the other is hung up too (see `hangup`). Otherwise DIALSTATUS is set (NOANSWER, BUSY,
-CONGESTION, CHANUNAVAIL) and the dialplan goes on at the next priority.
+up the other is hung up too (see `hangup`). With the ``g`` option (``Dial(PJSIP/1001,15,g)``)
+the caller instead goes on at the next priority with DIALSTATUS ANSWER once the bridge ends
+(the callee hung up, or was redirected or bridged elsewhere). Otherwise DIALSTATUS is set
+(NOANSWER, BUSY, CONGESTION, CHANUNAVAIL) and the dialplan goes on at the next priority.
+
+The callee's channel inherits the caller's ``_`` / ``__`` variables, as in Asterisk.
 """
 
 from __future__ import annotations
@@ -23,17 +27,21 @@ from .switch import GOLDEN_AGENT_CONTEXT, GOLDEN_CUSTOMER_CONTEXT, Switch
 
 
 async def dial(sw: Switch, ch: Channel, data: str) -> None:
-    target, _, options = data.partition(",")
-    timeout_text = options.split(",")[0].strip()
+    target, timeout_text, flags, *_ = [*data.split(","), "", ""]
     try:
-        timeout = float(timeout_text) if timeout_text else None
+        timeout = float(timeout_text) if timeout_text.strip() else None
     except ValueError:
         timeout = None
     leg = _open(sw, ch, target.split("&")[0].strip())
     if leg is None:
         ch.variables["DIALSTATUS"] = "CHANUNAVAIL"
         return
-    ch.variables["DIALSTATUS"] = await _attempt(sw, ch, leg, ring_timeout=timeout)
+    leg.chan.inherit_from(ch)
+    if leg.far is not None:
+        leg.far.inherit_from(ch)
+    ch.variables["DIALSTATUS"] = await _attempt(
+        sw, ch, leg, ring_timeout=timeout, go_on="g" in flags
+    )
 
 
 def _open(sw: Switch, ch: Channel, target: str) -> Leg | None:
@@ -65,7 +73,9 @@ def _open(sw: Switch, ch: Channel, target: str) -> Leg | None:
     return open_pjsip(sw, resource, operator, caller=ch)
 
 
-async def _attempt(sw: Switch, ch: Channel, leg: Leg, *, ring_timeout: float | None) -> str:
+async def _attempt(
+    sw: Switch, ch: Channel, leg: Leg, *, ring_timeout: float | None, go_on: bool
+) -> str:
     callee, plan = leg.chan, leg.plan
     ch.dialing.append(callee)
     gone = asyncio.Event()
@@ -86,8 +96,12 @@ async def _attempt(sw: Switch, ch: Channel, leg: Leg, *, ring_timeout: float | N
     if plan.outcome == "congestion":
         return _drop(sw, ch, callee, "CONGESTION", 34)
     _answer(sw, ch, leg)
-    # bridged: the call ends with a hangup, which cancels this task
-    await asyncio.get_running_loop().create_future()
+    # bridged: the call ends with a hangup, which cancels this task, or with g when the bridge
+    # ends (`hangup.kick` settles `after_bridge`)
+    ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    if go_on:
+        ch.after_bridge = ended
+    await ended
     return "ANSWER"
 
 

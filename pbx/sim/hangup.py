@@ -95,10 +95,21 @@ def stop(sw: Switch, ch: Channel) -> None:
         if task is not None and task is not current:
             task.cancel()
     ch.task = ch.far_end = None
+    ch.after_bridge = None
     abort_dial(sw, ch)
     hooks, ch.on_hangup = ch.on_hangup, []
     for hook in hooks:
         hook()
+
+
+def interrupt(sw: Switch, ch: Channel) -> None:
+    """A Redirect or a Bridge takes `ch` elsewhere: what its dialplan runs stops, with any Dial it
+    is placing; the person behind it carries on."""
+    if ch.task is not None:
+        ch.task.cancel()
+        ch.task = None
+    ch.after_bridge = None
+    abort_dial(sw, ch)
 
 
 def abort_dial(sw: Switch, ch: Channel) -> None:
@@ -111,10 +122,17 @@ def abort_dial(sw: Switch, ch: Channel) -> None:
 
 
 def kick(sw: Switch, bridge: Bridge, cause: int = 16) -> None:
-    """The bridge lost a party: whoever is left leaves it and hangs up, as after a Dial."""
+    """The bridge lost a party (hung up, redirected, taken by a Bridge action): it dissolves.
+    Whoever is left leaves it and hangs up, as after a Dial, unless their Dial had the ``g``
+    option: then their dialplan goes on after the Dial."""
     for other in list(bridge.channels):
-        sw.leave(other)
-        hangup(sw, other, cause, "soft")
+        resume, other.after_bridge = other.after_bridge, None
+        if resume is not None and not resume.done():
+            sw.leave(other, staying=True)
+            resume.set_result(None)
+        else:
+            sw.leave(other)
+            hangup(sw, other, cause, "soft")
 
 
 def finish(sw: Switch, ch: Channel, cause: int) -> None:

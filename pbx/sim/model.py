@@ -87,7 +87,8 @@ class FarEnd:
 
     `ring_s` is the time before the outcome; `talk_s` (hang up that long after answering, None:
     never on their own) and `patience_s` (hang up that long after answering unless bridged) only
-    matter once answered.
+    matter once answered. `keypress` is what the person keys in when a prompt asks (``Read``);
+    empty: nothing.
     """
 
     outcome: Outcome
@@ -95,6 +96,7 @@ class FarEnd:
     talk_s: float | None = None
     patience_s: float | None = None
     amd: AmdStatus = "HUMAN"
+    keypress: str = ""
 
 
 def golden_customer(number: str) -> FarEnd:

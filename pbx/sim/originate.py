@@ -177,7 +177,8 @@ async def originate(sw: Switch, req: OriginateRequest, *, report: bool) -> int:
         respond(0)
         return 0
     chan, far, plan = leg.chan, leg.far, leg.plan
-    chan.variables.update(req.variables)
+    for name, value in req.variables:
+        chan.set_var(name, value)
     chan.task = asyncio.current_task()
     chan.on_hangup.append(lambda: respond(1))
     try:
