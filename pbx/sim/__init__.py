@@ -6,8 +6,8 @@ messages, fields and field order are those of the golden captures in
 
 Layout: `server` (the TCP listener, `AsteriskSim`), `connection` (one AMI session), `actions`
 (the AMI actions), `switch` (channels, bridges, tasks), `frames` (message templates), `legs`,
-`originate`, `dial`, `hangup` (call behaviour), `dialplan` and `apps` (the contexts), `model`
-(who answers and for how long), `clock` (scaled time).
+`originate`, `inbound`, `dial`, `hangup` (call behaviour), `dialplan`, `apps` and `expr` (the
+contexts), `model` (who answers and for how long), `clock` (scaled time).
 """
 
 from __future__ import annotations

@@ -4,13 +4,18 @@ Two sets of contexts:
 
 - the golden captures' (``dialer``, ``dialer-connect``, ``dialer-connect-sip``,
   ``dialer-abandon``; ``sim-customer`` and ``sim-agent`` are the far ends, modelled in `legs`);
-- obzvon's own, named in `pbx.dialplan`: the answered customer waits in ``CONTEXT_OUTBOUND``
-  (after answering-machine detection with ``EXTEN_AMD``), is connected through
-  ``CONTEXT_CONNECT``, hears the message in ``CONTEXT_ABANDON``; supervisors spy through
-  ``CONTEXT_SPY``.
+- obzvon's own, named in `pbx.dialplan` and written as in ``asterisk-conf/extensions.conf``:
+  the answered customer waits in ``CONTEXT_OUTBOUND`` (after answering-machine detection with
+  ``EXTEN_AMD``), is connected through ``CONTEXT_CONNECT``, hears the message in
+  ``CONTEXT_ABANDON``; callers on the trunk enter ``CONTEXT_INBOUND`` and wait there on music
+  with their place in line announced, as do customers put on hold (``EXTEN_HOLD``), and may be
+  offered a call back (``EXTEN_CALLBACK_OFFER``); an operator consults a colleague through
+  ``CONTEXT_CONSULT``; supervisors spy through ``CONTEXT_SPY``.
 
-A channel sent to an extension that does not exist, or that runs off the end of one, is hung up,
-as Asterisk does.
+Substitution knows ``${VAR}``, ``${VAR:offset:length}``, ``${CALLERID(num)}`` /
+``${CALLERID(name)}`` and ``$[...]`` expressions (`expr`); a step may carry a label for
+``Goto`` / ``GotoIf``. A channel sent to an extension that does not exist, to a label that does
+not, or that runs off the end of one, is hung up, as Asterisk does.
 """
 
 from __future__ import annotations
@@ -20,42 +25,62 @@ from dataclasses import dataclass
 from typing import Final
 
 from pbx.dialplan import (
+    ANNOUNCE_EVERY_S,
     CONTEXT_ABANDON,
     CONTEXT_CONNECT,
+    CONTEXT_CONSULT,
+    CONTEXT_INBOUND,
     CONTEXT_OUTBOUND,
     CONTEXT_SPY,
     EXTEN_ABANDON,
     EXTEN_AMD,
     EXTEN_ANSWERED,
+    EXTEN_CALLBACK_OFFER,
+    EXTEN_HOLD,
     EXTEN_WAIT,
     USEREVENT_AMD,
     USEREVENT_ANSWERED,
+    USEREVENT_CALLBACK,
     USEREVENT_CONNECT_FAILED,
+    USEREVENT_CONSULT_ENDED,
+    USEREVENT_INBOUND,
     VAR_CALL,
+    VAR_POSITION,
+    VAR_RETURN,
     VAR_RING_TIMEOUT,
 )
 
 from . import hangup as hangups
 from .apps import STOP, SYNC_APPS, Jump, blocking_app
-from .channel import Channel
+from .channel import UNKNOWN, Channel
+from .expr import evaluate
 from .switch import Switch
 
 
 @dataclass(frozen=True, slots=True)
 class Step:
     """One priority: an application and its argument, with ``${VAR}`` substituted from the
-    channel's variables (`defaults` when unset)."""
+    channel's variables (`defaults` when unset), and an optional `label` to jump to."""
 
     app: str
     data: str = ""
     defaults: tuple[tuple[str, str], ...] = ()
+    label: str = ""
 
 
 WAIT_S: Final = 3600
 """How long an answered customer is held in silence before the dialplan gives up."""
 RING_TIMEOUT_S: Final = 15
+WAIT_ROUNDS: Final = 15 * 60 // ANNOUNCE_EVERY_S
+"""Rounds of music (`ANNOUNCE_EVERY_S` each) before a waiting caller is given up: 15 minutes."""
+CONSULT_WAIT_S: Final = 120
+"""How long an operator whose consultation ended waits for the dialer in silence."""
 
 _CALL = f"Call: ${{{VAR_CALL}}}"
+_POSITION = f"${{{VAR_POSITION}}}"
+_RING = (VAR_RING_TIMEOUT, str(RING_TIMEOUT_S))
+ENDPOINT: Final = "_[A-Za-z0-9]."
+"""The extension pattern of contexts that take an endpoint name (1001, ivanova)."""
 
 CONTEXTS: Final[dict[str, dict[str, tuple[Step, ...]]]] = {
     "dialer": {
@@ -91,33 +116,92 @@ CONTEXTS: Final[dict[str, dict[str, tuple[Step, ...]]]] = {
         EXTEN_WAIT: (Step("Wait", str(WAIT_S)), Step("Hangup")),
     },
     CONTEXT_CONNECT: {
-        "_X.": (
-            Step(
-                "Dial",
-                f"PJSIP/${{EXTEN}},${{{VAR_RING_TIMEOUT}}}",
-                defaults=((VAR_RING_TIMEOUT, str(RING_TIMEOUT_S)),),
-            ),
+        ENDPOINT: (
+            Step("Set", f"__{VAR_CALL}=${{{VAR_CALL}}}"),
+            Step("Dial", f"PJSIP/${{EXTEN}},${{{VAR_RING_TIMEOUT}}}", defaults=(_RING,)),
             Step("UserEvent", f"{USEREVENT_CONNECT_FAILED},{_CALL},DialStatus: ${{DIALSTATUS}}"),
-            Step("Goto", f"{CONTEXT_OUTBOUND},{EXTEN_WAIT},1"),
+            Step(
+                "Goto",
+                f"${{{VAR_RETURN}}},{EXTEN_WAIT},1",
+                defaults=((VAR_RETURN, CONTEXT_OUTBOUND),),
+            ),
         ),
     },
     CONTEXT_ABANDON: {
         EXTEN_ABANDON: (Step("Playback", "obzvon/abandoned"), Step("Hangup")),
     },
+    CONTEXT_INBOUND: {
+        "_X.": (
+            Step("Set", f"{VAR_CALL}=${{UNIQUEID}}"),
+            Step("Set", f"{VAR_RETURN}={CONTEXT_INBOUND}"),
+            Step("Answer"),
+            Step(
+                "UserEvent",
+                f"{USEREVENT_INBOUND},{_CALL},Caller: ${{CALLERID(num)}},Number: ${{EXTEN}}",
+            ),
+            Step("Goto", f"{EXTEN_WAIT},1"),
+        ),
+        "_+X.": (Step("Goto", "${EXTEN:1},1"),),
+        EXTEN_WAIT: (
+            Step("Set", "ROUNDS=0"),
+            Step("MusicOnHold", f"default,{ANNOUNCE_EVERY_S}", label="loop"),
+            Step("Set", "ROUNDS=$[${ROUNDS} + 1]"),
+            Step("GotoIf", f"$[${{ROUNDS}} >= {WAIT_ROUNDS}]?gone"),
+            Step("GotoIf", f'$["{_POSITION}" = ""]?loop'),
+            Step("GotoIf", f'$["{_POSITION}" = "1"]?first'),
+            Step("Playback", "queue-thereare"),
+            Step("SayNumber", _POSITION),
+            Step("Playback", "queue-callswaiting"),
+            Step("Goto", "loop"),
+            Step("Playback", "queue-youarenext", label="first"),
+            Step("Goto", "loop"),
+            Step("Goto", f"{CONTEXT_ABANDON},{EXTEN_ABANDON},1", label="gone"),
+        ),
+        EXTEN_HOLD: (
+            Step("Set", f"{VAR_RETURN}={CONTEXT_INBOUND}"),
+            Step("Goto", f"{EXTEN_WAIT},1"),
+        ),
+        EXTEN_CALLBACK_OFFER: (
+            Step("Read", "OFFER,obzvon/callback-offer,1,,1,5"),
+            Step("GotoIf", '$["${OFFER}" = "1"]?booked'),
+            Step("UserEvent", f"{USEREVENT_CALLBACK},{_CALL},Accepted: no"),
+            Step("Goto", f"{EXTEN_WAIT},1"),
+            Step("UserEvent", f"{USEREVENT_CALLBACK},{_CALL},Accepted: yes", label="booked"),
+            Step("Playback", "obzvon/callback-booked"),
+            Step("Hangup"),
+        ),
+    },
+    CONTEXT_CONSULT: {
+        ENDPOINT: (
+            Step("Dial", f"PJSIP/${{EXTEN}},${{{VAR_RING_TIMEOUT}}},g", defaults=(_RING,)),
+            Step("UserEvent", f"{USEREVENT_CONSULT_ENDED},{_CALL},DialStatus: ${{DIALSTATUS}}"),
+            Step("Wait", str(CONSULT_WAIT_S)),
+            Step("Hangup"),
+        ),
+    },
     CONTEXT_SPY: {
-        "_X.": (Step("ChanSpy", "PJSIP/${EXTEN}-,q"), Step("Hangup")),
+        ENDPOINT: (Step("ChanSpy", "PJSIP/${EXTEN}-,q"), Step("Hangup")),
     },
 }
 
+_PATTERN_CHARS: Final = {"X": "[0-9]", "Z": "[1-9]", "N": "[2-9]", ".": ".+", "!": ".*"}
+
 
 def _pattern(pattern: str) -> re.Pattern[str]:
+    """An Asterisk ``_`` pattern as a regex: X Z N, ``.`` and ``!``, ``[...]`` sets."""
     out = []
-    for char in pattern[1:]:
-        out.append(
-            {"X": "[0-9]", "Z": "[1-9]", "N": "[2-9]", ".": ".+", "!": ".*"}.get(
-                char, re.escape(char)
-            )
-        )
+    body = pattern[1:]
+    i = 0
+    while i < len(body):
+        char = body[i]
+        end = body.find("]", i) if char == "[" else -1
+        if end > i:
+            members = body[i + 1 : end]
+            out.append("[" + "".join(c if c == "-" else re.escape(c) for c in members) + "]")
+            i = end + 1
+            continue
+        out.append(_PATTERN_CHARS.get(char, re.escape(char)))
+        i += 1
     return re.compile("".join(out))
 
 
@@ -138,23 +222,44 @@ def exists(context: str, exten: str) -> bool:
     return lookup(context, exten) is not None
 
 
-_VAR = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
+_VAR = re.compile(r"\$\{([A-Za-z0-9_]+(?:\([A-Za-z]*\))?)(?::(-?\d+)(?::(-?\d+))?)?\}")
+_EXPR = re.compile(r"\$\[([^\[\]]*)\]")
 
 
 def substitute(text: str, ch: Channel, defaults: tuple[tuple[str, str], ...] = ()) -> str:
+    """`text` with its ``$[...]`` expressions evaluated (variables inside them replaced first)
+    and its variables replaced; a variable's value is taken as it is, never evaluated."""
     fallback = dict(defaults)
 
     def value(m: re.Match[str]) -> str:
-        name = m.group(1)
-        if name == "EXTEN":
-            return ch.exten
-        if name == "CHANNEL":
-            return ch.name
-        if name == "UNIQUEID":
-            return ch.uniqueid
-        return ch.variables.get(name) or fallback.get(name, "")
+        name, offset, length = m.groups()
+        found = _value(name, ch) or fallback.get(name, "")
+        if offset is None:
+            return found
+        start = int(offset) if int(offset) >= 0 else max(0, len(found) + int(offset))
+        rest = found[start:]
+        return rest if length is None else rest[: int(length)]
 
-    return _VAR.sub(value, text)
+    return _VAR.sub(value, _EXPR.sub(lambda m: evaluate(_VAR.sub(value, m.group(1))), text))
+
+
+def _value(name: str, ch: Channel) -> str:
+    if name == "EXTEN":
+        return ch.exten
+    if name == "CHANNEL":
+        return ch.name
+    if name == "UNIQUEID":
+        return ch.uniqueid
+    if name == "CALLERID(num)":
+        return "" if ch.caller.num == UNKNOWN.num else ch.caller.num
+    if name == "CALLERID(name)":
+        return "" if ch.caller.name == UNKNOWN.name else ch.caller.name
+    return ch.variables.get(name, "")
+
+
+def _labelled(context: str, exten: str, label: str) -> int | None:
+    steps = lookup(context, exten) or ()
+    return next((i + 1 for i, step in enumerate(steps) if step.label == label), None)
 
 
 def start(sw: Switch, ch: Channel, context: str, exten: str, priority: int = 1) -> None:
@@ -186,7 +291,15 @@ def _advance(sw: Switch, ch: Channel, result: Jump | object | None) -> bool:
         hangups.hangup(sw, ch, 16, "soft")
         return False
     if isinstance(result, Jump):
-        ch.goto(result.context or ch.context, result.exten or ch.exten, result.priority)
+        context, exten = result.context or ch.context, result.exten or ch.exten
+        priority = result.priority
+        if isinstance(priority, str):
+            found = _labelled(context, exten, priority)
+            if found is None:
+                hangups.hangup(sw, ch, 16, "soft")
+                return False
+            priority = found
+        ch.goto(context, exten, priority)
     else:
         ch.priority += 1
     return True
@@ -216,13 +329,11 @@ async def _application(sw: Switch, ch: Channel, app: str, data: str) -> None:
 
 def redirect(sw: Switch, moves: list[tuple[Channel, str, str, int]]) -> None:
     """Move channels elsewhere (Redirect, with ExtraChannel for two): each stops what it runs
-    and leaves its bridge; a party left alone in a bridge hangs up; then each runs its target."""
+    and leaves its bridge; a party left alone in a bridge hangs up (or goes on, when it dialled
+    with ``g``); then each runs its target."""
     moving = {id(ch) for ch, *_ in moves}
     for ch, *_ in moves:
-        if ch.task is not None:
-            ch.task.cancel()
-            ch.task = None
-        hangups.abort_dial(sw, ch)
+        hangups.interrupt(sw, ch)
     for ch, *_ in moves:
         bridge = sw.leave(ch, staying=True)
         if bridge is not None and not any(id(c) in moving for c in bridge.channels):

@@ -4,6 +4,7 @@
     await sim.start(host="127.0.0.1", port=0)
     sim.script_number("79001234561", NumberScript("busy"))
     sim.add_operator("1001", OperatorScript(ring_s=2, talk_s=90))
+    uniqueid = sim.call_in("79001234567", "74950000000", patience_s=120)
     ...
     await sim.stop(keep_calls=True)   # drop every AMI connection; calls go on
     await sim.start(port=sim.port)    # listen again: the same calls are still there
@@ -26,6 +27,7 @@ from pbx.protocol import Frame
 
 from .clock import SimClock
 from .connection import AmiSession, FrameObserver
+from .inbound import call_in
 from .model import CallModel, NumberScript, OperatorScript
 from .switch import Switch
 
@@ -36,7 +38,7 @@ log = logging.getLogger(__name__)
 class SimStatistics:
     """A snapshot: AMI connections open, live channels and bridges, Originates received and
     their outcomes (``answer``, ``busy``, ``no_answer``, ``congestion``, ``fail``,
-    ``cancelled``)."""
+    ``cancelled``), incoming calls placed with `AsteriskSim.call_in`."""
 
     listening: bool
     connections: int
@@ -44,6 +46,7 @@ class SimStatistics:
     bridges: int
     calls_originated: int
     outcomes: Mapping[str, int] = field(default_factory=dict)
+    calls_in: int = 0
 
 
 class AsteriskSim:
@@ -101,6 +104,42 @@ class AsteriskSim:
         """An operator's softphone at ``PJSIP/<endpoint>``; adding it again replaces its script
         (e.g. to unregister it)."""
         self.switch.operators[endpoint] = script if script is not None else OperatorScript()
+
+    # -- calls from outside ---------------------------------------------------------------------
+
+    def call_in(
+        self,
+        caller: str,
+        number: str,
+        *,
+        patience_s: float | None = None,
+        accept_callback: bool | None = None,
+        talk_s: float | None = None,
+    ) -> str:
+        """A customer calling from `caller` dials the shop's `number` on the trunk now; returns
+        the Uniqueid of the new channel (``PJSIP/trunk-...``), which enters ``CONTEXT_INBOUND``
+        at extension `number`. Call it from within the running event loop.
+
+        The caller hangs up after `patience_s` unless bridged to someone by then (None: waits
+        for ever), and `talk_s` after first being bridged (None: leaves hanging up to the other
+        side). At a callback offer they press 1 (`accept_callback` true), 2 (false) or nothing
+        (None). Times are simulated seconds.
+        """
+        keypress = {True: "1", False: "2", None: ""}[accept_callback]
+        ch = call_in(
+            self.switch, caller, number, patience_s=patience_s, talk_s=talk_s, keypress=keypress
+        )
+        return ch.uniqueid
+
+    def heard(self, uniqueid: str) -> tuple[tuple[str, str], ...]:
+        """What the live channel with this Uniqueid has heard so far, oldest first, as
+        (application, data): ``("MusicOnHold", "default,30")``, ``("SayNumber", "3")``,
+        ``("Playback", "queue-thereare")``, ``("Read", "obzvon/callback-offer")``. Only the
+        latest few hundred are kept. Raises KeyError for a channel that is not live."""
+        for ch in self.switch.channels.values():
+            if ch.uniqueid == uniqueid:
+                return tuple(ch.heard)
+        raise KeyError(uniqueid)
 
     # -- lifetime ------------------------------------------------------------------------------
 
@@ -164,6 +203,7 @@ class AsteriskSim:
             bridges=len(bridges),
             calls_originated=self.switch.originated,
             outcomes=MappingProxyType(dict(self.switch.outcomes)),
+            calls_in=self.switch.calls_in,
         )
 
     # -- internals -----------------------------------------------------------------------------

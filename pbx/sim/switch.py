@@ -58,6 +58,7 @@ class Switch:
         self.scripts: dict[str, NumberScript] = {}
         self.operators: dict[str, OperatorScript] = {}
         self.originated = 0
+        self.calls_in = 0
         self.outcomes: Counter[str] = Counter()
         self.errors: list[BaseException] = []
         self._emit = emit
@@ -173,6 +174,8 @@ class Switch:
         if len(bridge.channels) == 2 and all(c.tech == "PJSIP" for c in bridge.channels):
             # two SIP legs: Asterisk moves the media to a native RTP bridge after both entered
             bridge.technology = "native_rtp"
+        for hook in list(ch.on_enter):
+            hook()
 
     def leave(self, ch: Channel, *, staying: bool = False) -> Bridge | None:
         """Take `ch` out of its bridge (BridgeLeave). An emptied bridge is destroyed once `ch`
