@@ -3,8 +3,9 @@
 `make_adapter(settings.crm)` returns the adapter for ``retailcrm``, ``amocrm`` or
 ``bitrix24``, or None for ``none`` and ``webhook`` (orders then come only through
 ``POST /orders``, and no adapter sends outcomes back). The caller owns the adapter and closes
-it (`aclose`). `intake_rules` builds the intake rules from the settings and an optional fraud
-base; `first_cursor` is where a CRM poll starts on its very first run.
+it (`aclose`). `relay_statuses` is the outcome → status table the outbox relay should use with
+it; `intake_rules` builds the intake rules from the settings and an optional fraud base;
+`first_cursor` is where a CRM poll starts on its very first run.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 from crm_bridge.adapter import CrmAdapter
 from crm_bridge.amocrm import AmoCrmAdapter, AmoCrmSettings
@@ -21,24 +23,21 @@ from crm_bridge.intake.numbering import NumberingPlan
 from crm_bridge.intake.order import IntakeRules
 from crm_bridge.retailcrm import RetailCrmAdapter, RetailCrmSettings
 from dialer.config.models import CrmSettings
+from dialer.crm_messages import DEFAULT_STATUSES
 
 # How far back the very first poll of a CRM's history reaches: yesterday's orders are still
 # worth a call, last year's are not.
 FIRST_RUN_LOOKBACK = timedelta(days=1)
 
+V = TypeVar("V")
 
-def make_adapter(
-    crm: CrmSettings,
-    *,
-    statuses: Mapping[str, tuple[int, int]] | None = None,
-    stages: Mapping[str, str] | None = None,
-    bitrix_user_id: int = 1,
-) -> CrmAdapter | None:
+
+def make_adapter(crm: CrmSettings) -> CrmAdapter | None:
     """The adapter `crm.adapter` names, or None when there is none to talk to.
 
-    amoCRM needs `statuses` (obzvon status name → (pipeline id, status id)) and Bitrix24
-    `stages` (→ deal STAGE_ID) to move orders; without them an outcome's status change is
-    refused by the adapter and dead-lettered, naming the missing mapping.
+    amoCRM moves leads to `crm.amocrm_statuses` and Bitrix24 deals to `crm.bitrix24_stages`
+    (see `status_table`); an outcome with no status configured is refused by the adapter,
+    naming the key to set, and waits on the dead-letter list.
     """
     key = crm.api_key.get_secret_value() if crm.api_key is not None else ""
     match crm.adapter:
@@ -47,18 +46,75 @@ def make_adapter(
             return RetailCrmAdapter(RetailCrmSettings(url=str(crm.url), api_key=key, site=crm.site))
         case "amocrm":
             assert crm.url is not None
+            configured = {
+                outcome: (status.pipeline_id, status.status_id)
+                for outcome, status in crm.amocrm_statuses
+                if status is not None
+            }
+            statuses, unmapped = status_table(configured, key="amocrm_statuses")
             return AmoCrmAdapter(
-                AmoCrmSettings(url=str(crm.url), token=key, statuses=dict(statuses or {}))
+                AmoCrmSettings(url=str(crm.url), token=key, statuses=statuses, unmapped=unmapped)
             )
         case "bitrix24":
             assert crm.url is not None
+            stage_ids = {o: stage for o, stage in crm.bitrix24_stages if stage is not None}
+            stages, unmapped = status_table(stage_ids, key="bitrix24_stages")
             return Bitrix24Adapter(
                 Bitrix24Settings(
-                    webhook_url=str(crm.url), user_id=bitrix_user_id, stages=dict(stages or {})
+                    webhook_url=str(crm.url),
+                    user_id=crm.bitrix24_user_id,
+                    stages=stages,
+                    unmapped=unmapped,
                 )
             )
         case _:
             return None
+
+
+def relay_statuses(crm: CrmSettings) -> Mapping[str, str | None]:
+    """The outcome → status table for the outbox relay (`OutboxRelay(statuses=...)`).
+
+    amoCRM and Bitrix24 are sent the outcome's own name, so that each outcome reaches the
+    status configured for it; RetailCRM and a shop's webhook are sent RetailCRM's standard
+    codes (`DEFAULT_STATUSES`).
+    """
+    if crm.adapter in ("amocrm", "bitrix24"):
+        return {o: (o if status is not None else None) for o, status in DEFAULT_STATUSES.items()}
+    return DEFAULT_STATUSES
+
+
+def status_table(configured: Mapping[str, V], *, key: str) -> tuple[dict[str, V], dict[str, str]]:
+    """The adapter's status table for the per-outcome `configured` map, and what to say for
+    a status it cannot map.
+
+    The table answers both the outcome's own name (`relay_statuses`) and RetailCRM's code that
+    `DEFAULT_STATUSES` gives it, where every outcome sent as that code is configured alike
+    (``rejected``, ``invalid`` and ``duplicate`` all go out as ``cancel-other``).
+    """
+    table: dict[str, V] = dict(configured)
+    unmapped = {
+        outcome: f"set crm.{key}.{outcome}"
+        for outcome, status in DEFAULT_STATUSES.items()
+        if status is not None and outcome not in configured
+    }
+    by_code: dict[str, list[str]] = {}
+    for outcome, status in DEFAULT_STATUSES.items():
+        if status is not None:
+            by_code.setdefault(status, []).append(outcome)
+    for code, outcomes in by_code.items():
+        missing = [o for o in outcomes if o not in configured]
+        values = [configured[o] for o in outcomes if o in configured]
+        if missing:
+            unmapped[code] = "set " + ", ".join(f"crm.{key}.{o}" for o in missing)
+        elif any(v != values[0] for v in values):
+            unmapped[code] = (
+                f"{', '.join(outcomes)} all reach the CRM as {code!r} but crm.{key} maps them "
+                "differently; map them alike, or have the relay send outcome names "
+                "(crm_factory.relay_statuses)"
+            )
+        else:
+            table[code] = values[0]
+    return table, unmapped
 
 
 def intake_rules(
