@@ -98,12 +98,17 @@ class CallRecord:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OrderUpdate:
-    """A change to an order: a new status, a comment for the manager, custom fields."""
+    """A change to an order: a new status, a comment for the manager, custom fields.
+
+    `key` names the message this update comes from (the outbox row's id) where the sender
+    knows it; an adapter whose CRM takes an idempotency key sends it.
+    """
 
     external_id: str
     status: str | None = None
     manager_comment: str | None = None
     custom_fields: Mapping[str, str | int | float | bool | None] = field(default_factory=dict)
+    key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

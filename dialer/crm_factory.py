@@ -1,9 +1,9 @@
 """The CRM adapter and intake rules the settings ask for, built in one place.
 
-`make_adapter(settings.crm)` returns the adapter for ``retailcrm``, ``amocrm`` or
-``bitrix24``, or None for ``none`` and ``webhook`` (orders then come only through
-``POST /orders``, and no adapter sends outcomes back). The caller owns the adapter and closes
-it (`aclose`). `relay_statuses` is the outcome → status table the outbox relay should use with
+`make_adapter(settings.crm)` returns the adapter for ``retailcrm``, ``amocrm``, ``bitrix24``
+or ``webhook`` (outcomes and calls posted to the shop's own URL; orders come only through
+``POST /orders``), or None for ``none``. The caller owns the adapter and closes it
+(`aclose`). `relay_statuses` is the outcome → status table the outbox relay should use with
 it; `intake_rules` builds the intake rules from the settings and an optional fraud base;
 `first_cursor` is where a CRM poll starts on its very first run.
 """
@@ -22,6 +22,7 @@ from crm_bridge.intake.fraud import FraudBase
 from crm_bridge.intake.numbering import NumberingPlan
 from crm_bridge.intake.order import IntakeRules
 from crm_bridge.retailcrm import RetailCrmAdapter, RetailCrmSettings
+from crm_bridge.webhook import WebhookAdapter, WebhookSettings
 from dialer.config.models import CrmSettings
 from dialer.crm_messages import DEFAULT_STATUSES
 
@@ -66,6 +67,11 @@ def make_adapter(crm: CrmSettings) -> CrmAdapter | None:
                     stages=stages,
                     unmapped=unmapped,
                 )
+            )
+        case "webhook":
+            assert crm.url is not None and crm.webhook_secret is not None
+            return WebhookAdapter(
+                WebhookSettings(url=str(crm.url), secret=crm.webhook_secret.get_secret_value())
             )
         case _:
             return None
