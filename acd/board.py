@@ -85,9 +85,14 @@ class BoardStatistics:
 
 
 class _Operator:
-    """The board's mutable record of one operator; never handed out (see `OperatorView`)."""
+    """The board's mutable record of one operator; never handed out (see `OperatorView`).
+
+    Its view is built once and kept until a field changes: the engine reads the whole board on
+    every dialling decision, far more often than an operator changes.
+    """
 
     __slots__ = (
+        "_view",
         "call_id",
         "calls_handled",
         "consecutive_misses",
@@ -115,8 +120,20 @@ class _Operator:
         self.consecutive_misses = 0
         self.wrapup_until: float | None = None
         self.timeline = Timeline(state=self.state, since=now, window_s=window_s)
+        self._view: OperatorView | None = None
+
+    def __setattr__(self, name: str, value: object) -> None:
+        object.__setattr__(self, name, value)
+        object.__setattr__(self, "_view", None)
 
     def view(self) -> OperatorView:
+        view = self._view
+        if view is None:
+            view = self._build_view()
+            object.__setattr__(self, "_view", view)
+        return view
+
+    def _build_view(self) -> OperatorView:
         return OperatorView(
             profile=self.profile,
             state=self.state,
