@@ -1,7 +1,8 @@
-"""The benchmark commands: `bench pacing`, `bench routing` and `plan`.
+"""The benchmark commands: `bench pacing`, `bench routing`, `bench e2e` and `plan`.
 
 `bench` is a click group and `plan` a click command, both registered in the `obzvon` CLI. Each
-command parses options, runs the simulator (`benchmarks.sim`), prints a table and, with
+command parses options, runs the simulator (`benchmarks.sim`; `bench e2e` runs the whole
+daemon against `pbx.sim`, see `benchmarks.e2e`), prints a table and, with
 `--json`, one JSON object on the last line of standard output. A scenario that does not
 validate is reported key by key on standard error with exit code 2.
 """
@@ -12,6 +13,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
@@ -41,7 +43,7 @@ def _scenario(value: str) -> Scenario:
 
 
 @contextmanager
-def _progress(enabled: bool | None) -> Iterator[ProgressFn | None]:
+def _progress(enabled: bool | None, unit: str = "of simulated time") -> Iterator[ProgressFn | None]:
     """A rich progress bar on standard error (by default only when it is a terminal)."""
     if enabled is None:
         enabled = _err.is_terminal
@@ -51,7 +53,7 @@ def _progress(enabled: bool | None) -> Iterator[ProgressFn | None]:
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.percentage:>3.0f} % of simulated time"),
+        TextColumn("{task.percentage:>3.0f} % " + unit),
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=_err, transient=True) as bar:
@@ -180,6 +182,136 @@ def routing_cmd(
     _print(verdict_table(routing_verdicts(cmp)), "targets")
     if as_json:
         click.echo(json.dumps(cmp.to_json()))
+
+
+@bench.command("e2e")
+@click.option("--operators", default=500, show_default=True, type=click.IntRange(1, 5000))
+@click.option(
+    "--rate",
+    default=50.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Call attempts per second (wall time) the orders and the floor are sized for.",
+)
+@click.option(
+    "--seconds",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="Seconds measured, after the warm-up.",
+)
+@click.option("--warmup", default=20.0, show_default=True, type=click.FloatRange(min=0))
+@click.option(
+    "--time-scale",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="Simulated seconds per real second (daemon and simulator alike).",
+)
+@click.option(
+    "--pacing",
+    default="predictive",
+    show_default=True,
+    type=click.Choice(["progressive", "adaptive", "predictive"]),
+)
+@click.option(
+    "--database",
+    help="A PostgreSQL URL (postgresql+asyncpg://...): runs in a new schema, dropped after. "
+    "Default: a SQLite file in a temporary directory.",
+)
+@click.option(
+    "--runs",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 9),
+    help="Repeat and report the median.",
+)
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option(
+    "--profile",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the daemon's cProfile statistics over the (last) measured window here.",
+)
+@click.option("--docs", is_flag=True, help="Write the e2e section of docs/benchmarks.md.")
+@_JSON
+@_PROGRESS
+def e2e_cmd(
+    operators: int,
+    rate: float,
+    seconds: float,
+    warmup: float,
+    time_scale: float,
+    pacing: str,
+    database: str | None,
+    runs: int,
+    seed: int,
+    profile: Path | None,
+    docs: bool,
+    as_json: bool,
+    progress: bool | None,
+) -> None:
+    """The whole daemon (HTTP, database, AMI) against pbx.sim over loopback: call attempts a
+    second, CPU seconds per 1,000 attempts, and the p99 from an AMI event to the action it
+    causes."""
+    import logging
+
+    from benchmarks.common import write_section
+    from benchmarks.e2e import E2eParams, measure
+    from benchmarks.e2e_report import combine, runs_table, section, verdict_table
+
+    params = E2eParams(
+        operators=operators,
+        rate=rate,
+        seconds=seconds,
+        warmup_s=warmup,
+        time_scale=time_scale,
+        pacing=pacing,
+        database=database,
+        seed=seed,
+    )
+    try:
+        params.talk_median_s()
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--operators") from None
+    # one line per call would drown the table (missing dispositions, refused writes): the
+    # figures count them
+    logging.getLogger("dialer").setLevel(logging.CRITICAL)
+    results = []
+    with _progress(progress, unit="of the run's time") as report:
+        for i in range(runs):
+            label = f"run {i + 1}/{runs}" if runs > 1 else "run"
+
+            def step(what: str, done: float, total: float, label: str = label) -> None:
+                if report is not None:
+                    report(f"{label}: {what}", done, total)
+
+            results.append(measure(params, progress=step, profile=profile))
+    result = combine(results)
+    _print(runs_table(result), f"e2e: {operators} operators, {rate:g} attempts/s, {pacing}")
+    _print(verdict_table(result), "targets")
+    if docs:
+        write_section("e2e", section(result, _e2e_command(params, runs)))
+        _err.print("docs/benchmarks.md: section e2e written")
+    if as_json:
+        click.echo(json.dumps(result))
+
+
+def _e2e_command(params: Any, runs: int) -> str:
+    from sqlalchemy.engine import make_url
+
+    words = [
+        "obzvon bench e2e",
+        f"--operators {params.operators}",
+        f"--rate {params.rate:g}",
+        f"--seconds {params.seconds:g}",
+        f"--warmup {params.warmup_s:g}",
+        f"--time-scale {params.time_scale:g}",
+        f"--pacing {params.pacing}",
+    ]
+    if params.database:
+        words.append(f"--database {make_url(params.database).render_as_string()}")
+    words.append(f"--runs {runs}")
+    return " ".join(words)
 
 
 @click.command("plan")
