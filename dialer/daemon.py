@@ -338,7 +338,11 @@ class Daemon:
                 log.error("no handler for command %s", type(command).__name__)
 
     def _channel(self, call_id: str) -> str | None:
-        """The customer's channel of the call (the one whose Uniqueid is the ChannelId)."""
+        """The customer's channel of the call (the one whose Uniqueid is the ChannelId), never
+        an operator's that joined it."""
+        own = self.translator.tracker.customer_channel(call_id)
+        if own is not None:
+            return own
         channels = self.translator.tracker.channels_of(call_id)
         main = [c for c in channels if not c.endswith(";2")]
         return min(main) if main else None

@@ -242,13 +242,14 @@ class Store:
         entered = ts(c.entered_at)
         assert ended is not None and entered is not None
         async with self._db.session() as session:
+            order_id = await _order_ref(session, c.order_id)
             row = await session.get(InboundCallRow, c.call_id)
             if row is None:
                 row = InboundCallRow(channel_id=c.call_id, entered_at=entered, ended_at=ended)
                 session.add(row)
             row.line_id = c.line_id
             row.caller_e164 = c.caller
-            row.order_id = await _order_ref(session, c.order_id)
+            row.order_id = order_id
             row.priority = c.priority
             row.connected_at = ts(c.connected_at)
             row.ended_at = ended

@@ -76,6 +76,10 @@ class ChannelTracker:
             channels[event.uniqueid] = event.channel  # renamed (masquerade), keep it current
         return call
 
+    def customer_channel(self, call_id: str) -> str | None:
+        """The channel whose Uniqueid is the call id (the customer's), if it is live."""
+        return self._calls.get(call_id, {}).get(call_id)
+
     def channels_of(self, call_id: str) -> frozenset[str]:
         """Names of the call's live channels (empty for an unknown or finished call)."""
         return frozenset(self._calls.get(call_id, {}).values())

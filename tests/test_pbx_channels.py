@@ -128,3 +128,24 @@ def test_resync_adopts_channels_whose_newchannel_was_missed() -> None:
         if isinstance(ev, Hangup):
             tracker.on_event(ev)
     assert tracker.live_calls() == frozenset()
+
+
+def test_the_customers_channel_is_told_apart_from_the_operator_leg_that_joined_it() -> None:
+    # Acting on "a channel of the call" once an operator is bridged would move the operator
+    # (a transfer redirecting the wrong leg): the customer's is the one with the call's id.
+    tracker = ChannelTracker()
+    tracker.track(CONNECT_CALL)
+    for ev in events_of("connect"):
+        tracker.on_event(ev)
+        if isinstance(ev, Newchannel) and "sim-agent" in ev.channel:
+            break
+    customer = tracker.customer_channel(CONNECT_CALL)
+    assert customer is not None and "sim-agent" not in customer
+    assert len(tracker.channels_of(CONNECT_CALL)) > 1
+
+
+def test_an_inbound_call_is_tracked_from_its_channel() -> None:
+    tracker = ChannelTracker()
+    tracker.track("1795453481.3", "PJSIP/trunk-00000003")
+    assert tracker.customer_channel("1795453481.3") == "PJSIP/trunk-00000003"
+    assert tracker.customer_channel("other") is None
