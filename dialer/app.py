@@ -31,7 +31,7 @@ from dialer.clock import Clock, LiveClock
 from dialer.config import Settings
 from dialer.control import DaemonControl
 from dialer.crm_cursor import CursorFile
-from dialer.crm_factory import first_cursor, intake_rules, make_adapter
+from dialer.crm_factory import first_cursor, intake_rules, make_adapter, relay_statuses
 from dialer.daemon import Daemon
 from dialer.engine import events as ev
 from dialer.engine.engine import DialerEngine
@@ -43,8 +43,8 @@ from dialer.http.wallboard import wallboard_router
 from dialer.http.webhook import webhook_router
 from dialer.intake import IntakeService
 from dialer.learning import Learning
-from dialer.metrics import EventMetrics, SnapshotCollector, make_registry
-from dialer.recordings import RecordingLinks, recordings_router
+from dialer.metrics import EventMetrics, OperatorTimes, SnapshotCollector, make_registry
+from dialer.recordings import RecordingLinks, keep_recordings, recordings_router
 from dialer.relay import OutboxRelay
 from dialer.reports import reports_router, today_by_category
 from dialer.settings_map import campaign_rules, operator_profile, routing_policy
@@ -81,6 +81,7 @@ class Runtime:
     crm: CrmAdapter | None
     relay: OutboxRelay | None
     learning: Learning
+    operator_times: OperatorTimes
 
     async def add_order(self, **fields: Any) -> int:
         """Store an order as given (`repo.add_order`'s fields, without intake's rules: for
@@ -158,6 +159,7 @@ async def open_runtime(
             id_factory=lambda: str(uuid.uuid4()),
         )
         registry = CollectorRegistry(auto_describe=False)
+        operator_times = OperatorTimes(registry, now=clock.now)
         store = Store(
             db,
             now=clock.now,
@@ -231,6 +233,7 @@ async def open_runtime(
                 clock.now,
                 clock.sleep,
                 publish=bus.publish,
+                statuses=relay_statuses(settings.crm),
                 # a CRM keeps the link: only a public, signed one is any use to it
                 record_url=links.url if public is not None else None,
             )
@@ -268,6 +271,7 @@ async def open_runtime(
                 authenticate=control.authenticate,
                 now=clock.now,
                 today=lambda: today_by_category(db, now=clock.now(), tz=REPORT_TZ),
+                queues=lambda: engine.statistics(clock.now()).queues,
             )
         )
         supervision = EngineSupervision(
@@ -328,6 +332,7 @@ async def open_runtime(
             crm=crm,
             relay=relay,
             learning=learning,
+            operator_times=operator_times,
         )
 
 
@@ -355,6 +360,15 @@ async def recover(ami: AmiClient, store: Store, *, now: float, retry_s: float = 
 def background_jobs(rt: Runtime) -> list[Callable[[], Awaitable[None]]]:
     """The HTTP server and, when configured, the MQTT forwarder."""
     jobs: list[Callable[[], Awaitable[None]]] = [rt.http.serve, rt.learning.run]
+    jobs.append(lambda: rt.operator_times.run(rt.bus))
+    days = rt.settings.http.recording_retention_days
+    if days > 0:
+        roots = [Path(s.recordings_dir) for s in rt.settings.ami]
+        jobs.append(
+            lambda: keep_recordings(
+                rt.db, retention_days=days, roots=roots, now=rt.clock.now, sleep=rt.clock.sleep
+            )
+        )
     if rt.settings.mqtt is not None:
         m = rt.settings.mqtt
         forwarder = MqttForwarder(

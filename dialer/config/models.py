@@ -135,6 +135,8 @@ class HttpSettings(_Table):
     public_url: WebUrl | None = None
     recording_url_secret: SecretStr | None = None
     recording_url_ttl_s: Annotated[int, Field(gt=0)] = 30 * 24 * 3600
+    # Recordings of calls that ended longer ago than this are deleted (0 keeps them forever).
+    recording_retention_days: Annotated[float, Field(ge=0)] = 90.0
 
     @field_validator("listen")
     @classmethod
