@@ -205,6 +205,14 @@ async def test_inbound_callers_are_recognised_routed_escalated_and_abandoned(
                     0,
                 )
                 assert queue.service_level is not None and queue.asa_s is not None
+                # and the same figures on /metrics, as Prometheus reads them
+                metrics = (await desks["2003"].http.get("/metrics")).text
+                assert 'obzvon_queue_abandoned_total{line="delivery"} 1.0' in metrics
+                assert 'obzvon_queue_answered_total{line="delivery"} 2.0' in metrics
+                assert 'obzvon_queue_waiting{line="delivery"} 0.0' in metrics
+                assert (
+                    'obzvon_queue_service_level_threshold_seconds{line="delivery"} 20.0' in metrics
+                )
 
                 # 5. the customer hangs up; the supervisor confirms the order: the outcome is theirs
                 await eventually(lambda: f.rt.board.get("2003").state.value == "wrap-up", within=15)
