@@ -230,7 +230,8 @@ def routing_cmd(
 @click.option(
     "--profile",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the daemon's cProfile statistics over the (last) measured window here.",
+    help="Write the daemon's cProfile statistics over the (last) measured window here and "
+    "show where its time went (a profiled run is slower: do not quote its figures).",
 )
 @click.option("--docs", is_flag=True, help="Write the e2e section of docs/benchmarks.md.")
 @_JSON
@@ -257,7 +258,7 @@ def e2e_cmd(
 
     from benchmarks.common import write_section
     from benchmarks.e2e import E2eParams, measure
-    from benchmarks.e2e_report import combine, runs_table, section, verdict_table
+    from benchmarks.e2e_report import combine, profile_table, runs_table, section, verdict_table
 
     params = E2eParams(
         operators=operators,
@@ -289,6 +290,8 @@ def e2e_cmd(
     result = combine(results)
     _print(runs_table(result), f"e2e: {operators} operators, {rate:g} attempts/s, {pacing}")
     _print(verdict_table(result), "targets")
+    if profile is not None:
+        _print(profile_table(str(profile)), f"where the daemon's time went ({profile})")
     if docs:
         write_section("e2e", section(result, _e2e_command(params, runs)))
         _err.print("docs/benchmarks.md: section e2e written")

@@ -7,7 +7,8 @@ second process (`benchmarks.e2e_load`), so the CPU time measured here is the dae
 Orders arrive as a Poisson stream at `rate` a second, each stored and handed to the engine as
 it arrives (`Runtime.add_order`, as the intake does after its rules); the campaign is paced as
 `pacing` says (predictive, the default); the floor is sized so that the operators can take the
-calls `rate` attempts a second bring (`E2eParams.talk_median_s`). After a warm-up, over `seconds` of wall time:
+calls `rate` attempts a second bring (`E2eParams.talk_median_s`). After a warm-up, over
+`seconds` of wall time:
 
 - attempts per second: Originates the simulator received;
 - CPU seconds per 1,000 attempts: `time.process_time()` of this process (all of the daemon's

@@ -197,7 +197,40 @@ def markdown(table: Table) -> str:
     return "\n".join(lines)
 
 
-def section(result: Mapping[str, Any], command: str, notes: str = "") -> str:
+def notes(result: Mapping[str, Any]) -> str:
+    """What the figures say, in words: CPU headroom, and work lost or left behind."""
+    runs = result["runs"]
+    cpu_ms = result["cpu_s_per_1000_attempts"]
+    out = []
+    if math.isfinite(cpu_ms):
+        out.append(
+            f"At {cpu_ms:.1f} ms of CPU per attempt one core would carry about "
+            f"{1000 / cpu_ms:.0f} attempts/s; the daemon had {result['cpu_share']:.0%} of one "
+            "(median), the rest of the machine being shared."
+        )
+    refused = sum(r["orders_refused"] for r in runs)
+    unsent = sum(r["originates_not_sent"] for r in runs)
+    behind = [r["flush_s"] for r in runs]
+    if refused or unsent:
+        out.append(
+            f"Work was lost: {refused} orders could not be stored and {unsent} Originates the "
+            "engine decided were never sent because their attempt row could not be stored, "
+            f"over {len(runs)} runs."
+        )
+    if any(r["flush_timed_out"] for r in runs) or max(behind) >= 1.0:
+        out.append(
+            "The database writes fell behind the engine: once stopped, the daemon needed "
+            f"{', '.join(_f(b) for b in behind)} s to store what it had decided"
+            + (
+                " (gave up at its 30 s flush timeout)."
+                if any(r["flush_timed_out"] for r in runs)
+                else "."
+            )
+        )
+    return " ".join(out)
+
+
+def section(result: Mapping[str, Any], command: str) -> str:
     """The ``e2e`` section of docs/benchmarks.md."""
     p = result["params"]
     database = "PostgreSQL (a fresh schema)" if p["database"] else "SQLite (a file)"
@@ -238,6 +271,35 @@ def section(result: Mapping[str, Any], command: str, notes: str = "") -> str:
             markdown(runs_table(result)),
             "",
             markdown(verdict_table(result)),
-            *(["", notes.strip()] if notes.strip() else []),
+            "",
+            notes(result),
         ]
     )
+
+
+def profile_table(path: str, top: int = 15) -> Table:
+    """Where the daemon's own time went in a cProfile dump, by package (the event loop's
+    ``epoll`` wait is idle time)."""
+    import pstats
+    from collections import Counter
+
+    groups: Counter[str] = Counter()
+    for (filename, _, name), row in pstats.Stats(path).stats.items():  # type: ignore[attr-defined]
+        groups[_package(filename, name)] += row[2]
+    total = sum(groups.values()) or 1.0
+    return (
+        ["where", "own time s", "share"],
+        [[g, f"{t:.2f}", f"{t / total:.0%}"] for g, t in groups.most_common(top)],
+    )
+
+
+def _package(filename: str, name: str) -> str:
+    if "site-packages/" in filename:
+        return filename.split("site-packages/")[1].split("/")[0]
+    for root in ("dialer/", "acd/", "pbx/", "benchmarks/", "crm_bridge/"):
+        if f"/{root}" in filename:
+            rest = filename.rsplit(f"/{root}", 1)[1]
+            return root + (rest.split("/")[0] if "/" in rest else rest)
+    if "/asyncio/" in filename:
+        return "asyncio"
+    return name if name.startswith("<") else filename.rsplit("/", 1)[-1]
