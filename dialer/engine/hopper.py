@@ -119,6 +119,35 @@ class Hopper:
             heapq.heappop(self._oldest)
         return None
 
+    def peek_created_at(self, now: float, k: int) -> list[float]:
+        """`created_at` of the next `k` leads that may be dialled ahead of the operators, best
+        first, without handing them out.
+
+        These are the due leads outside any lockout and callback, inside their calling window,
+        in the order `next_leads` hands them out. Costs O(k log k) whatever the hopper holds:
+        the heap is walked from its root, never sorted.
+        """
+        self._promote(now)
+        heap, window = self._ready, self._rules.calling_window
+        found: list[float] = []
+        frontier: list[tuple[_Key, int, int]] = [(heap[0][0], heap[0][1], 0)] if heap else []
+        while frontier and len(found) < k:
+            _, _, at = heapq.heappop(frontier)
+            _, token, order_id = heap[at]
+            entry = self._entries.get(order_id)
+            if (
+                entry is not None
+                and entry.token == token
+                and entry.place is _Place.READY
+                and in_window(now, entry.lead.timezone, window)
+            ):
+                found.append(entry.lead.created_at)
+            # A stale entry still orders its children: walk past it.
+            for child in (2 * at + 1, 2 * at + 2):
+                if child < len(heap):
+                    heapq.heappush(frontier, (heap[child][0], heap[child][1], child))
+        return found
+
     def next_leads(
         self, now: float, n: int, reserved_operator_ids: Iterable[str] = ()
     ) -> list[Pick]:

@@ -80,7 +80,10 @@ class PacingSnapshot:
     ceiling on that rate (e.g. 0.03); a target of 0 means the campaign never dials ahead of its
     operators. `dialing_elapsed_s`, when the engine knows them, are the seconds since each call
     still dialing was originated; without them a pacer that needs them tracks its own
-    placements.
+    placements. `dialing_lead_ages_s` gives, for the same calls in the same order, how old each
+    call's order was when it was dialled, and `next_lead_ages_s` how old the orders are that the
+    hopper would hand out next, best first (a few, not all of them): customers answer less the
+    older their order, so a pacer may weigh each call by its lead's age.
     """
 
     now: float
@@ -96,10 +99,19 @@ class PacingSnapshot:
     # The counts behind `abandon_rate` (same window), when the engine knows them: they let the
     # guard see that the next abandon would cross the target, not only that one already has.
     abandon_counts: tuple[int, int] | None = None  # (abandons, live answers)
+    dialing_lead_ages_s: tuple[float, ...] | None = None
+    next_lead_ages_s: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.dialing_elapsed_s is not None and len(self.dialing_elapsed_s) != self.calls_dialing:
             raise ValueError("dialing_elapsed_s must give one age per call dialing")
+        if self.dialing_lead_ages_s is not None and (
+            self.dialing_elapsed_s is None
+            or len(self.dialing_lead_ages_s) != len(self.dialing_elapsed_s)
+        ):
+            raise ValueError("dialing_lead_ages_s needs dialing_elapsed_s, one age per call")
+        if self.next_lead_ages_s is not None and len(self.next_lead_ages_s) > self.leads_available:
+            raise ValueError("next_lead_ages_s cannot list more leads than leads_available")
         if not 0 <= self.hour_of_day <= 23:
             raise ValueError(f"hour_of_day must be in 0..23, got {self.hour_of_day}")
         for name in ("ready_operators", "calls_dialing", "calls_waiting", "leads_available"):
