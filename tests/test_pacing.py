@@ -443,14 +443,14 @@ def test_predictive_cold_start_dials_at_least_progressively_and_within_the_line_
 
 
 def _plan(ready: int, *, busy_free_by: np.ndarray, p: float, ring_median: float, n: int) -> float:
-    new_by = p * norm_cdf((np.log(np.maximum(GRID_S, 1e-9)) - math.log(ring_median)) / 0.4)
+    timing = norm_cdf((np.log(np.maximum(GRID_S, 1e-9)) - math.log(ring_median)) / 0.4)
     plan = plan_calls(
         ready=ready,
         waiting=0,
         free_by=busy_free_by,
         dialing_by=np.zeros((0, GRID_S.shape[0])),
         dialing_eventual=np.zeros(0),
-        new_by=new_by,
+        new_timing=timing,
         p_answer=p,
         budget=1.0,
         n_min=n - 1,
@@ -503,7 +503,7 @@ def test_one_call_too_many_with_certain_instant_answers_loses_exactly_one() -> N
         free_by=np.zeros((3, GRID_S.shape[0])),
         dialing_by=np.zeros((0, GRID_S.shape[0])),
         dialing_eventual=np.zeros(0),
-        new_by=certain,
+        new_timing=certain,
         p_answer=1.0,
         budget=1.0,
         n_min=4,
@@ -520,7 +520,7 @@ def test_calls_waiting_beyond_the_ready_operators_block_any_new_call() -> None:
         free_by=np.zeros((2, GRID_S.shape[0])),
         dialing_by=np.zeros((0, GRID_S.shape[0])),
         dialing_eventual=np.zeros(0),
-        new_by=0.3 * np.linspace(0.0, 1.0, GRID_S.shape[0]),
+        new_timing=np.linspace(0.0, 1.0, GRID_S.shape[0]),
         p_answer=0.3,
         budget=0.03,
         n_min=0,

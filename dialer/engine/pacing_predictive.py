@@ -2,21 +2,24 @@
 
 In plain words, each time the engine asks (about once a second):
 
-1. **What it knows.** From the campaign's own recent calls it has learned (`pacing_models`):
-   p, the probability that a call is answered by a live person in this hour of the day (a Beta
-   posterior whose prior is the all-hours rate, so a quiet hour borrows from the others); F,
-   the distribution of the time from originate to answer, and G, the time from originate to
-   failure (busy, no answer) of the calls nobody answered; and the joint distribution of talk
-   and wrap-up times of finished calls. Each blends recent samples with a prior for a cold
-   start.
+1. **What it knows.** From the campaign's own recent calls it has learned: p, the probability
+   that a call is answered by a live person, as a function of how old the order was when it
+   was dialled and of the hour of the day (`pacing_age`: a posterior over a fresh order's rate
+   and the age at which it halves, times the hour's own ratio; when the snapshot carries no
+   ages, the hour's rate of `pacing_models`, a Beta posterior whose prior is the all-hours
+   rate); F, the distribution of the time from originate to answer, and G, the time from
+   originate to failure (busy, no answer) of the calls nobody answered; and the joint
+   distribution of talk and wrap-up times of finished calls. Each blends recent samples with a
+   prior for a cold start.
 
-2. **Answers to come.** A new call is answered at all with probability p, and then by t
-   seconds from now with probability F(t). A call already dialing for a seconds is still
-   undecided, so it is answered at all with probability p (1 - F(a)) / (1 - p F(a) - (1 - p)
-   G(a)), and then by a + t following F conditioned on exceeding a. The number M of calls in
-   flight (dialing and new) that will be answered is a sum of these Bernoullis, a
-   Poisson-binomial computed exactly (binomial for the n new calls); the W calls already
-   answered and waiting are due now.
+2. **Answers to come.** The i-th new call goes to the i-th lead the hopper would hand out, and
+   is answered at all with probability p_i (p at that lead's age), then by t seconds from now
+   with probability F(t). A call already dialing for a seconds, on an order aged d when dialled,
+   is still undecided, so it is answered at all with probability p (1 - F(a)) / (1 - p F(a) -
+   (1 - p) G(a)) with p = p(d), and then by a + t following F conditioned on exceeding a. The
+   number M of calls in flight (dialing and new) that will be answered is a sum of these
+   Bernoullis, a Poisson-binomial computed exactly; the W calls already answered and waiting
+   are due now.
 
 3. **Operators to come.** A ready operator counts 1. A busy operator becomes free in time for
    a call answered at t (by t + c, the 2 s connect budget) with a probability conditioned on
@@ -42,7 +45,7 @@ In plain words, each time the engine asks (about once a second):
    taking the largest n whose abandon probability is within the budget. n starts from the
    progressive count (one call per ready operator minus calls dialing or waiting, which cannot
    abandon) and is capped by the leads available and by `max_lines_per_operator` calls in
-   flight per logged-in operator. The answer probability used is the posterior mean plus
+   flight per logged-in operator. The answer probabilities used are the posterior means plus
    `answer_rate_z` standard deviations, so a campaign with little data dials cautiously.
 
 6. **The budget.** The campaign's target (e.g. 3 % of live answers over 24 h) is spent in full
@@ -72,6 +75,7 @@ from dialer.engine.pacing import (
     dial_level_of,
     progressive_calls,
 )
+from dialer.engine.pacing_age import AgeAnswerModel, DialledAges
 from dialer.engine.pacing_models import AnswerRateModel, DurationModel, HandleTimeModel
 from dialer.engine.pacing_risk import GRID_S, free_by_times, plan_calls
 
@@ -92,6 +96,8 @@ class PredictiveSettings:
     answer_rate_z: float = 1.0
     prior_answer_rate: float = 0.5
     prior_answer_strength: float = 2.0
+    by_lead_age: bool = True
+    prior_no_decay: float = 0.5
     hour_prior_strength: float = 20.0
     recent_half_life_s: float = 3600.0
     hourly_half_life_s: float = 3 * 86400.0
@@ -120,6 +126,8 @@ class PredictiveSettings:
             raise ValueError("max_lines_per_operator must be at least 1")
         if not 0 < self.prior_answer_rate < 1:
             raise ValueError("prior_answer_rate must be in (0, 1)")
+        if not 0 < self.prior_no_decay < 1:
+            raise ValueError("prior_no_decay must be in (0, 1)")
         positive = (
             "prior_answer_strength",
             "recent_half_life_s",
@@ -175,6 +183,16 @@ class PredictivePacer:
             recent_half_life_s=s.recent_half_life_s,
             hourly_half_life_s=s.hourly_half_life_s,
         )
+        self.answer_by_age = AgeAnswerModel(
+            prior_rate=s.prior_answer_rate,
+            prior_strength=s.prior_answer_strength,
+            prior_no_decay=s.prior_no_decay,
+            hour_prior_strength=s.hour_prior_strength,
+            recent_half_life_s=s.recent_half_life_s,
+            hourly_half_life_s=s.hourly_half_life_s,
+        )
+        self._dialled = DialledAges()
+        self._age_fitted_at: float | None = None
         self.answer_time = DurationModel(
             prior_median_s=s.prior_ring_median_s,
             prior_sigma=s.prior_ring_sigma,
@@ -206,6 +224,7 @@ class PredictivePacer:
 
     def calls_to_place(self, snap: PacingSnapshot) -> int:
         s = self.settings
+        self._learn_ages(snap)
         ages = self._dialing_ages(snap)
         n_min = progressive_calls(snap)
         budget = abandon_budget(snap, s)
@@ -217,7 +236,10 @@ class PredictivePacer:
             return self._decided(snap, n_min, reason, p_mean, budget, 0.0)
         self._refresh_models(snap.now)
         p = min(1.0, p_mean + s.answer_rate_z * p_sd)
-        dialing_by, dialing_eventual = self._dialing_answer_probs(ages, p)
+        new_p, dialing_p, about = self._answer_probs(snap, n_max, p)
+        if about is not None:
+            p_mean = about
+        dialing_by, dialing_eventual = self._dialing_answer_probs(ages, dialing_p)
         free_by = np.array(
             [self.handle_time.free_within(b.phase, b.elapsed_s) for b in snap.busy_operators]
         ).reshape(len(snap.busy_operators), GRID_S.shape[0])
@@ -227,8 +249,8 @@ class PredictivePacer:
             free_by=free_by,
             dialing_by=dialing_by,
             dialing_eventual=dialing_eventual,
-            new_by=p * self.answer_time.cdf(GRID_S),
-            p_answer=p,
+            new_timing=self.answer_time.cdf(GRID_S),
+            p_answer=new_p,
             budget=budget,
             n_min=n_min,
             n_max=n_max,
@@ -244,6 +266,8 @@ class PredictivePacer:
         self, *, now: float, hour_of_day: int, answered: bool, ring_s: float
     ) -> None:
         self.answer_rate.record(now, hour_of_day, answered)
+        if self.settings.by_lead_age:
+            self._dialled.result(now=now, hour_of_day=hour_of_day, answered=answered, ring_s=ring_s)
         (self.answer_time if answered else self.failure_time).record(ring_s)
         if self._placed:
             # Forget the tracked placement that best matches this result.
@@ -267,6 +291,7 @@ class PredictivePacer:
     def _dialing_ages(self, snap: PacingSnapshot) -> FloatArray:
         given = snap.dialing_elapsed_s
         if given is not None and len(given) == snap.calls_dialing:
+            self._placed.clear()
             return np.asarray(given, dtype=np.float64)
         placed = self._placed
         # The snapshot's count wins: drop the youngest placements the engine did not make
@@ -275,19 +300,67 @@ class PredictivePacer:
         placed.extend([snap.now] * (snap.calls_dialing - len(placed)))
         return np.maximum(0.0, snap.now - np.asarray(placed, dtype=np.float64))
 
-    def _dialing_answer_probs(self, ages: FloatArray, p: float) -> tuple[FloatArray, FloatArray]:
+    def _learn_ages(self, snap: PacingSnapshot) -> None:
+        if not self.settings.by_lead_age:
+            return
+        for hour, answered, age in self._dialled.observe(snap):
+            if age is not None:
+                self.answer_by_age.record(snap.now, hour, age, answered)
+
+    def _answer_probs(
+        self, snap: PacingSnapshot, n_max: int, p: float
+    ) -> tuple[FloatArray, FloatArray, float | None]:
+        """The answer probability to plan with for each new call and each call dialing.
+
+        By the age of each lead when the snapshot gives ages (the posterior mean plus
+        `answer_rate_z` standard deviations), else the hour's rate `p` for every call; the third
+        value is the mean answer rate of the new calls by age, for the wallboard, or None.
+        """
+        s = self.settings
+        new_p: FloatArray = np.full(max(n_max, 0), p)
+        dialing_p: FloatArray = np.full(snap.calls_dialing, p)
+        about: float | None = None
+        if not s.by_lead_age:
+            return new_p, dialing_p, about
+        ahead = snap.next_lead_ages_s
+        if ahead:
+            # Leads past those listed are taken to be as old as the last one listed.
+            listed = np.asarray(ahead[:n_max], dtype=np.float64)
+            padded = np.concatenate([listed, np.full(max(0, n_max - listed.shape[0]), listed[-1])])
+            mean, sd = self.answer_by_age.estimate(snap.now, snap.hour_of_day, padded)
+            new_p = np.minimum(1.0, mean + s.answer_rate_z * sd)
+            about = float(mean[: max(1, progressive_calls(snap))].mean())
+        given = snap.dialing_lead_ages_s
+        if given is not None and len(given) == snap.calls_dialing and given:
+            mean, sd = self.answer_by_age.estimate(
+                snap.now, snap.hour_of_day, np.asarray(given, dtype=np.float64)
+            )
+            dialing_p = np.minimum(1.0, mean + s.answer_rate_z * sd)
+        return new_p, dialing_p, about
+
+    def _dialing_answer_probs(
+        self, ages: FloatArray, p: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
         """P(answered by each grid time | still ringing at its age), and P(answered at all)."""
         if ages.shape[0] == 0:
             return np.zeros((0, GRID_S.shape[0])), np.zeros(0)
         answered_by_age = self.answer_time.cdf(ages)
         pending = 1.0 - p * answered_by_age - (1.0 - p) * self.failure_time.cdf(ages)
-        pending = np.maximum(pending, 1e-9)[:, None]
+        pending = np.maximum(pending, 1e-9)
         later = self.answer_time.cdf(ages[:, None] + GRID_S[None, :])
-        probs = np.clip(p * (later - answered_by_age[:, None]) / pending, 0.0, 1.0)
-        eventual = np.clip(p * (1.0 - answered_by_age) / pending[:, 0], 0.0, 1.0)
+        probs = np.clip(
+            p[:, None] * (later - answered_by_age[:, None]) / pending[:, None], 0.0, 1.0
+        )
+        eventual = np.clip(p * (1.0 - answered_by_age) / pending, 0.0, 1.0)
         return probs, eventual
 
     def _refresh_models(self, now: float) -> None:
+        refresh = self.settings.model_refresh_s
+        if self.answer_by_age.stale and (
+            self._age_fitted_at is None or now - self._age_fitted_at >= refresh
+        ):
+            self.answer_by_age.fit()
+            self._age_fitted_at = now
         # Rebuilding drops the per-elapsed cache; once per `model_refresh_s` keeps it useful.
         if not self.handle_time.stale:
             return
@@ -305,6 +378,8 @@ class PredictivePacer:
         risk: float,
     ) -> int:
         self._placed.extend([snap.now] * n)
+        if self.settings.by_lead_age and snap.next_lead_ages_s is not None:
+            self._dialled.placed(snap.now, snap.next_lead_ages_s[:n])
         self._stats = PacingStatistics(
             name=self.name,
             mode="predictive",

@@ -63,8 +63,8 @@ def plan_calls(
     free_by: FloatArray,
     dialing_by: FloatArray,
     dialing_eventual: FloatArray,
-    new_by: FloatArray,
-    p_answer: float,
+    new_timing: FloatArray,
+    p_answer: float | FloatArray,
     budget: float,
     n_min: int,
     n_max: int,
@@ -73,37 +73,45 @@ def plan_calls(
 
     Per grid time `GRID_S[k]`: `free_by[i, k]` is the probability that busy operator i is free
     in time for a call answered in interval k (see `free_by_times`), `dialing_by[j, k]` that
-    dialing call j has been answered by `GRID_S[k]`, and `new_by[k]` that a new call has.
-    `dialing_eventual[j]` is the probability that dialing call j is answered at all,
-    `p_answer` that a new call is. `n_min` is accepted whatever its risk (the caller passes
-    the progressive count, which cannot abandon). The risk grows with n, so the scan stops at
-    the first n over budget.
+    dialing call j has been answered by `GRID_S[k]`, and `new_timing[k]` that a new call that
+    is answered at all has been by then. `dialing_eventual[j]` is the probability that dialing
+    call j is answered at all; `p_answer` that a new call is: one number for every new call,
+    or one per call in the order they would be placed (the last repeated if there are fewer
+    than `n_max`). `n_min` is accepted whatever its risk (the caller passes the progressive
+    count, which cannot abandon). The risk grows with n, so the scan stops at the first n over
+    budget.
     """
     n_max = max(n_max, 0)
     n_min = min(max(n_min, 0), n_max)
+    p_new = _per_call(p_answer, n_max)
+    before = np.concatenate([[0.0], np.cumsum(p_new)])  # expected answers of the first n
     frees = _per_interval_pmfs(np.diff(free_by, axis=1, prepend=0.0))
     expected_dialing = float(dialing_eventual.sum())
     # When an eventually answered call is answered: the mix of the dialing calls' timings and
     # a new call's, weighted as if one call more than the progressive count were placed.
-    n_ref = n_min + 1
-    weight = expected_dialing + p_answer * n_ref
-    step = np.diff(dialing_by, axis=1, prepend=0.0).sum(axis=0) + n_ref * np.diff(
-        new_by, prepend=0.0
+    n_ref = min(n_min + 1, n_max)
+    weight = expected_dialing + before[n_ref]
+    step = np.diff(dialing_by, axis=1, prepend=0.0).sum(axis=0) + before[n_ref] * np.diff(
+        new_timing, prepend=0.0
     )
     timing = step / weight if weight > 0 else np.zeros_like(step)
     hazard = _hazards(timing)
     # Eventual answers among the calls in flight: dialing ones, then new ones one by one.
     dialing_pmf = _per_interval_pmfs(dialing_eventual[:, None])[0]
+    new_pmf = _per_interval_pmfs(p_new[:n_min, None])[0]
     # Sized for a few calls above the progressive count; doubled if the scan goes further.
-    horizon = np.convolve(dialing_pmf, _binomial_pmf(min(n_max, n_min + 4), p_answer))
+    ahead = min(n_max, n_min + 4)
+    horizon = np.convolve(dialing_pmf, _per_interval_pmfs(p_new[:ahead, None])[0])
     table_top = _quantile(horizon)
     lost_given: FloatArray | None = None
     best = PlannedCalls(calls=0, abandon_probability=0.0, expected_answers=float(waiting))
     for n in range(n_min, n_max + 1):
-        expected = waiting + expected_dialing + p_answer * n
+        expected = waiting + expected_dialing + float(before[n])
         risk = 0.0
         if n > n_min:
-            pending = np.convolve(dialing_pmf, _binomial_pmf(n, p_answer))
+            q = float(p_new[n - 1])
+            new_pmf = np.convolve(new_pmf, [1.0 - q, q])
+            pending = np.convolve(dialing_pmf, new_pmf)
             if lost_given is not None and _quantile(pending) > table_top:
                 table_top, lost_given = 2 * table_top, None
             if lost_given is None:
@@ -119,15 +127,14 @@ def plan_calls(
     return best
 
 
-def _binomial_pmf(n: int, p: float) -> FloatArray:
-    """P(Binomial(n, p) = a) for a in 0..n."""
-    a = np.arange(n + 1)
-    if p <= 0.0 or p >= 1.0:
-        return np.where(a == (n if p >= 1.0 else 0), 1.0, 0.0)
-    log_fact = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, n + 1)))])
-    log_pmf = log_fact[n] - log_fact[a] - log_fact[n - a] + a * np.log(p) + (n - a) * np.log1p(-p)
-    pmf: FloatArray = np.exp(log_pmf)
-    return pmf
+def _per_call(p_answer: float | FloatArray, n: int) -> FloatArray:
+    """`p_answer` as one probability per call, `n` of them (the last given repeated)."""
+    given = np.clip(np.atleast_1d(np.asarray(p_answer, dtype=np.float64)), 0.0, 1.0)
+    if given.shape[0] == 0:
+        raise ValueError("p_answer needs at least one probability")
+    if given.shape[0] >= n:
+        return given[:n]
+    return np.concatenate([given, np.full(n - given.shape[0], given[-1])])
 
 
 def _quantile(pmf: FloatArray, tail: float = 1e-12) -> int:
