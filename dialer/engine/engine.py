@@ -249,21 +249,32 @@ class DialerEngine:
             return
         hopper = self._hoppers[rules.id]
         free = self._board.free(rules.id)
+        busy = self._busy_operators(rules.id, now)
+        # A call with its operator reserved is already matched: the pacer plans the rest.
+        dialing = [
+            s
+            for s in self._book
+            if s.campaign_id == rules.id and s.state in _DIALING and s.reserved_operator_id is None
+        ]
+        placed = [now if s.originated_at is None else s.originated_at for s in dialing]
+        leads = hopper.due_count(now)
+        # Customers answer less the older their order: the pacer is told how old the orders of
+        # the calls in flight and of the next leads are (at most four per operator logged in,
+        # the predictive pacer's default cap on calls in flight).
+        ahead = hopper.peek_created_at(now, min(leads, 4 * (len(free) + len(busy))))
         snap = PacingSnapshot(
             now=now,
             hour_of_day=hour_of_day(rules, now),
             ready_operators=len(free),
-            busy_operators=self._busy_operators(rules.id, now),
-            # A call with its operator reserved is already matched: the pacer plans the rest.
-            calls_dialing=sum(
-                1
-                for s in self._book
-                if s.campaign_id == rules.id
-                and s.state in _DIALING
-                and s.reserved_operator_id is None
+            busy_operators=busy,
+            calls_dialing=len(dialing),
+            dialing_elapsed_s=tuple(max(0.0, now - at) for at in placed),
+            dialing_lead_ages_s=tuple(
+                max(0.0, at - s.lead.created_at) for at, s in zip(placed, dialing, strict=True)
             ),
+            next_lead_ages_s=tuple(max(0.0, now - created) for created in ahead),
             calls_waiting=len(self._book.waiting(rules.id)),
-            leads_available=hopper.due_count(now),
+            leads_available=leads,
             abandon_rate=self._ledgers[rules.id].rate(now, rules.abandon_window_s),
             abandon_target=rules.abandon_target,
             abandon_counts=self._ledgers[rules.id].counts(now, rules.abandon_window_s),
