@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from acd.board import OperatorBoard, OperatorProfile, OperatorState, OperatorView
 from acd.errors import InvalidValue
-from acd.fairness import FairnessGuard
+from acd.fairness import FairnessGuard, WorkLedger
 from acd.performance import PerformanceBook, PerformanceSettings
 from acd.routing import LongestIdle, RoutingPolicy, RoutingRequest, eligible, shortlist
 from acd.routing_learned import Objective, PerformanceRouting, fast_shortlist
@@ -168,18 +168,47 @@ def test_an_operator_idle_past_the_limit_is_chosen_first(
         assert chosen == longest
 
 
+# One operator's past, as (seconds ready, seconds handling a call) spells, oldest first.
+pasts = st.lists(st.tuples(st.floats(0, 900), st.floats(1, 900)), max_size=6)
+
+
+def lived(ledger: WorkLedger, ops: Sequence[str], past: Sequence[Sequence[tuple[float, float]]]):
+    """Drive `ledger` through each operator's past, which ends before NOW - 3600: ready for a
+    while, given a call, back ready after handling it (the operators take turns)."""
+    t = NOW - 3600.0 - sum(r + b for spells in past for r, b in spells)
+    for op, spells in zip(ops, past, strict=True):
+        slot = ledger.slots([op])
+        for ready, busy in spells:
+            ledger.observe(slot, np.array([t]), t)
+            t += ready
+            ledger.assigned(int(slot[0]), t - ready, t)
+            t += busy
+            ledger.observe(slot, np.array([t]), t)
+
+
 @settings(max_examples=300, deadline=None)
-@given(requests, views, st.integers(0, 2**32 - 1))
-def test_otherwise_the_call_stays_within_the_load_quota(
-    req: RoutingRequest, cands: list[OperatorView], seed: int
+@given(requests, views, st.lists(pasts, min_size=12, max_size=12), st.integers(0, 2**32 - 1))
+def test_otherwise_the_call_stays_within_the_occupancy_ratio(
+    req: RoutingRequest,
+    cands: list[OperatorView],
+    past: list[list[tuple[float, float]]],
+    seed: int,
 ) -> None:
-    guard = FairnessGuard(max_idle_s=math.inf, max_load_ratio=1.3, load_slack=2)
-    chosen = router(trained_book(), seed, fairness=guard).choose(req, cands, NOW)
+    guard = FairnessGuard(max_idle_s=math.inf, max_load_ratio=1.3, occupancy_slack=0.03)
+    policy = router(trained_book(), seed, fairness=guard)
+    ops = [f"op{i}" for i in range(12)]
+    lived(policy.ledger, ops, past)
+    twin = WorkLedger(half_life_s=guard.occupancy_half_life_s)
+    lived(twin, ops, past)
+    chosen = policy.choose(req, cands, NOW)
     listed = shortlist(req, cands)
-    if listed:
-        assert chosen is not None
-        fewest = min(v.calls_handled for v in listed)
-        assert chosen.calls_handled + 1 <= max(1.3 * fewest, fewest + 2)
+    if not listed:
+        return
+    assert chosen is not None
+    idle = np.array([v.idle_since for v in listed], dtype=np.float64)
+    occupancy = twin.observe(twin.slots([v.id for v in listed]), idle, NOW)
+    lowest = float(occupancy.min())
+    assert occupancy[listed.index(chosen)] <= max(1.3 * lowest, lowest + 0.03)
 
 
 def test_the_best_record_wins_most_calls_but_not_all() -> None:
@@ -241,7 +270,11 @@ def test_settings_that_make_no_sense_are_refused() -> None:
     with pytest.raises(InvalidValue):
         FairnessGuard(max_load_ratio=0.9)
     with pytest.raises(InvalidValue):
-        FairnessGuard(load_slack=0)
+        FairnessGuard(occupancy_slack=0.0)
+    with pytest.raises(InvalidValue):
+        FairnessGuard(occupancy_half_life_s=math.inf)
+    with pytest.raises(InvalidValue):
+        router(balance=-1.0)
     with pytest.raises(InvalidValue):
         FairnessGuard(max_idle_s=0.0)
     with pytest.raises(InvalidValue):
@@ -320,7 +353,7 @@ def run_floor(policy: RoutingPolicy, book: PerformanceBook, *, calls: int, seed:
 
 
 def test_on_a_simulated_floor_the_load_ratio_holds_for_the_whole_campaign() -> None:
-    guard = FairnessGuard(max_idle_s=600.0, max_load_ratio=1.3, load_slack=2)
+    guard = FairnessGuard(max_idle_s=600.0, max_load_ratio=1.3)
     book = PerformanceBook()
     fair = run_floor(router(book, 3, fairness=guard), book, calls=2000, seed=8)
     low, high = min(fair.calls_handled.values()), max(fair.calls_handled.values())
@@ -332,13 +365,14 @@ def test_on_a_simulated_floor_the_load_ratio_holds_for_the_whole_campaign() -> N
 
     book = PerformanceBook()
     off = FairnessGuard(max_idle_s=math.inf, max_load_ratio=math.inf)
-    greedy = run_floor(router(book, 3, fairness=off), book, calls=2000, seed=8)
+    # Without the guard, and without the occupancy discount, the best take the most calls.
+    greedy = run_floor(router(book, 3, fairness=off, balance=0.0), book, calls=2000, seed=8)
     assert max(greedy.calls_handled.values()) > 1.5 * min(greedy.calls_handled.values())
 
 
 def test_on_a_simulated_floor_learned_routing_confirms_more_than_longest_idle() -> None:
     book = PerformanceBook()
-    loose = FairnessGuard(max_idle_s=900.0, max_load_ratio=2.0, load_slack=2)
+    loose = FairnessGuard(max_idle_s=900.0, max_load_ratio=2.0)
     learned = run_floor(router(book, 4, fairness=loose), book, calls=2000, seed=9)
     baseline = run_floor(LongestIdle(), PerformanceBook(), calls=2000, seed=9)
     assert learned.calls == baseline.calls == 2000

@@ -125,6 +125,30 @@ def test_estimates_converge_to_the_true_rates_and_rank_operators_mostly_right() 
     assert sum(best_found) >= 4
 
 
+@settings(max_examples=15, deadline=None)
+@given(
+    st.lists(st.floats(0.05, 0.95), min_size=12, max_size=12),
+    st.integers(0, 2**32 - 1),
+)
+def test_on_any_true_rates_the_estimates_converge_as_outcomes_accumulate(
+    rates: list[float], seed: int
+) -> None:
+    true = np.array(rates).reshape(4, 3)  # four operators, three categories, any mix of rates
+    rng = np.random.default_rng(seed)
+    book = PerformanceBook(NO_DECAY)
+    errors, done = [], 0
+    for total in (240, 960, 3840):  # calls so far: each step quadruples them
+        simulate(rng, book, true, total - done, float(done))
+        done = total
+        est = [[book.estimate(f"op{o}", f"cat{c}", 1e6).mean for c in range(3)] for o in range(4)]
+        errors.append(np.abs(np.array(est) - true))
+    # About 320 calls a cell at the end: within 0.09 everywhere (over four standard errors),
+    # and the mean error shrinks as outcomes accumulate (roughly halving per quadrupling).
+    assert errors[-1].max() < 0.09
+    assert errors[-1].mean() < 0.04
+    assert errors[-1].mean() < errors[0].mean()
+
+
 def test_decay_lets_the_estimate_follow_an_operator_who_changed() -> None:
     decaying, forever = PerformanceBook(), PerformanceBook(NO_DECAY)
     rng = np.random.default_rng(7)
