@@ -168,16 +168,46 @@ def test_the_oracle_plans_answers_against_operators_free_in_time(
     assert serves_in_time(free, committed, new) is fits
 
 
-def test_performance_routing_is_the_learned_policy_fed_every_handled_call() -> None:
+def test_performance_routing_is_the_learned_policy_fed_every_stored_outcome() -> None:
     from acd.routing_learned import PerformanceRouting
+    from benchmarks.sim.policies import CAMPAIGN_ID
 
     sim = Simulation(World(small()), pacing="progressive", routing="performance")
     assert type(sim.router.policy) is PerformanceRouting
     result = sim.run()
-    trials = sum(row.trials for row in sim.router.policy.book.snapshot() if not row.campaign_id)
+    rows = sim.router.policy.book.snapshot()
+    trials = sum(row.trials for row in rows if not row.campaign_id)
     handled = result.outcomes.get("confirmed", 0) + result.outcomes.get("rejected", 0)
     # Counts decay with a 14-day half-life: a day's calls keep nearly all their weight.
     assert trials == pytest.approx(handled, rel=0.05)
+    # Fed as the daemon feeds it: each outcome under its campaign too, not only over all.
+    in_campaign = sum(row.trials for row in rows if row.campaign_id == CAMPAIGN_ID)
+    assert in_campaign == pytest.approx(handled, rel=0.05)
+
+
+def test_the_learning_feed_records_what_the_daemon_records() -> None:
+    from acd.performance import PerformanceBook
+    from benchmarks.sim.policies import daemon_feed
+    from dialer.engine.commands import StoreOutcome
+
+    book = PerformanceBook()
+    learn = daemon_feed(book)
+
+    def stored(outcome: str, **details: object) -> StoreOutcome:
+        return StoreOutcome(
+            order_id="1", call_id="c", campaign_id="confirm", outcome=outcome, final=True,
+            details={"operator_id": "op1", **details},
+        )  # fmt: skip
+
+    learn(stored("confirmed", upsell_amount=500.0), "home", 2000.0, 100.0)
+    learn(stored("rejected"), "home", 3000.0, 110.0)
+    learn(stored("duplicate"), "home", 3000.0, 120.0)  # says nothing about the operator
+    learn(stored("unreached"), "home", 3000.0, 130.0)  # not a disposition at all
+    est = book.estimate("op1", "home", 200.0)
+    assert est.trials == pytest.approx(2.0, rel=1e-3)
+    assert est.successes == pytest.approx(1.0, rel=1e-3)
+    (row,) = [r for r in book.snapshot() if not r.campaign_id]
+    assert row.value == pytest.approx(2500.0, rel=1e-3)  # the order's amount plus the upsell
 
 
 def test_the_routing_oracle_gives_the_call_to_the_best_free_operator() -> None:

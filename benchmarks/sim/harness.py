@@ -115,7 +115,6 @@ class Simulation:
             operator_states=self._op_state,
             leaving=self._leaving,
             leave=self._on_logout,
-            record=self.router.record,
         )
         self.sight = Sight(
             world=world,
@@ -306,6 +305,11 @@ class Simulation:
 
     def _store_outcome(self, cmd: StoreOutcome, now: float) -> None:
         self.legs.calls.pop(cmd.call_id, None)
+        if self.router.learn is not None:
+            # As the daemon's store does once it has written the outcome: a learning router
+            # hears of every disposition the engine stored.
+            order = self.legs.orders[cmd.order_id]
+            self.router.learn(cmd, order.category, order.amount, now)
         if cmd.final:
             self.leads.take(cmd.order_id)
             upsell = cmd.details.get("upsell_amount", 0.0)

@@ -17,7 +17,6 @@ from typing import Any, Final
 from benchmarks.sim.calls import SimCall, hold_s
 from benchmarks.sim.leads import LeadBook
 from benchmarks.sim.metrics import Recorder
-from benchmarks.sim.policies import OutcomeSink
 from benchmarks.sim.world import Order, World
 from dialer.engine.campaign import CampaignRules
 from dialer.engine.commands import ConnectToOperator, HangupCall, Originate, PlayAbandon
@@ -68,7 +67,6 @@ class Legs:
         operator_states: Mapping[str, str],
         leaving: set[str],
         leave: Callable[[float, str], None],
-        record: OutcomeSink | None,
     ) -> None:
         self._world = world
         self._rules = rules
@@ -79,7 +77,6 @@ class Legs:
         self._op_states = operator_states
         self._leaving = leaving
         self._leave = leave
-        self._record = record
         self.calls: dict[str, SimCall] = {}
         self.operator_calls: dict[str, SimCall] = {}
         self.attempts = [0] * len(world.orders)
@@ -178,14 +175,6 @@ class Legs:
                 callback_at=callback_at,
             )
         )
-        record = self._record
-        if record is not None and outcome in (
-            DispositionOutcome.CONFIRMED,
-            DispositionOutcome.REJECTED,
-        ):
-            confirmed = outcome is DispositionOutcome.CONFIRMED
-            value = order.amount + upsell if confirmed else 0.0
-            record(op, order.category, confirmed, value, at)
         if leaving:
             self._leave(at, op)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import time
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
@@ -20,13 +20,19 @@ from benchmarks.sim.oracle import OracleRouting
 from benchmarks.sim.scenario import Scenario
 from benchmarks.sim.world import World
 from dialer.engine.campaign import CallingWindow, CampaignRules
+from dialer.engine.commands import StoreOutcome
+
+if TYPE_CHECKING:
+    from acd.performance import PerformanceBook
 
 __all__ = [
     "CAMPAIGN_ID",
     "PACING_NAMES",
     "ROUTING_NAMES",
+    "OutcomeFeed",
     "Router",
     "campaign_rules",
+    "daemon_feed",
     "make_router",
     "performance_routing_available",
     "profiles",
@@ -47,8 +53,12 @@ LEARNED: Final = frozenset({"performance", "oracle-fair"})
 # many calls (a posterior so narrow that Thompson sampling picks by the true rate).
 TRUTH_TRIALS: Final = 100_000.0
 
-# How a handled call is reported to a learning router: (operator, category, confirmed, value, now)
-OutcomeSink = Callable[[str, str, bool, float, float], None]
+# The database `Learning` is built with in the simulator: never opened, as nothing is saved.
+UNUSED_DATABASE: Final = "sqlite+aiosqlite://"
+
+# How a stored outcome reaches a learning router: (the engine's command, the order's category,
+# the order's amount, now), as `dialer.store.Store` hands it to `dialer.learning.Learning`.
+OutcomeFeed = Callable[[StoreOutcome, str, float, float], None]
 
 
 def campaign_rules(scenario: Scenario) -> CampaignRules:
@@ -95,10 +105,10 @@ def profiles(world: World) -> list[OperatorProfile]:
 
 @dataclass(frozen=True, slots=True)
 class Router:
-    """A routing policy and, for a learning one, where handled calls' outcomes go."""
+    """A routing policy and, for a learning one, where the engine's stored outcomes go."""
 
     policy: RoutingPolicy
-    record: OutcomeSink | None = None
+    learn: OutcomeFeed | None = None
 
 
 def performance_routing_available() -> bool:
@@ -112,11 +122,11 @@ def performance_routing_available() -> bool:
 
 def _learned(world: World, seed: int, *, history_days: float, truth: bool) -> Router:
     """`acd.routing_learned.PerformanceRouting` with its production defaults (fairness guard
-    included), fed every handled call of the run as the daemon feeds it.
+    included), fed every stored outcome of the run as the daemon feeds it.
 
     Its book starts with `history_days` of the operators' past outcomes (as if restored from
     the database), or with `truth`, the true rates themselves (`TRUTH_TRIALS` calls a cell):
-    the fair oracle, the same policy and guard with perfect knowledge.
+    the fair oracle, the same policy and guard with perfect knowledge, which learns nothing.
     """
     if not performance_routing_available():
         raise ValueError("performance routing (acd.routing_learned.PerformanceRouting) is absent")
@@ -140,15 +150,44 @@ def _learned(world: World, seed: int, *, history_days: float, truth: bool) -> Ro
             for op in world.operators
             for category, rate in op.rates.items()
         )
-    else:
-        for at, operator_id, category, confirmed, amount in world.history(history_days):
-            book.record(operator_id, category, ALL_CAMPAIGNS, confirmed, amount, at)
+        return Router(policy=policy)
+    for at, operator_id, category, confirmed, amount in world.history(history_days):
+        book.record(operator_id, category, ALL_CAMPAIGNS, confirmed, amount, at)
+    return Router(policy=policy, learn=daemon_feed(book))
 
-    def record(operator_id: str, category: str, confirmed: bool, value: float, now: float) -> None:
-        if not truth:  # the fair oracle's book holds the truth: nothing to learn
-            book.record(operator_id, category, ALL_CAMPAIGNS, confirmed, value, now)
 
-    return Router(policy=policy, record=record)
+def daemon_feed(book: PerformanceBook) -> OutcomeFeed:
+    """What the daemon does with a stored outcome, for `book`: `dialer.store.Store` names the
+    disposition (a confirmation with an upsell is "upsell") and hands it with the order's
+    category and value to `dialer.learning.Learning.outcome`, which records it in the book.
+    The same `Learning` class does it here, on the simulator's clock."""
+    from dialer.learning import Learning
+    from dialer.storage.db import Database
+    from dialer.store import DISPOSITIONS
+
+    clock = [0.0]
+
+    async def never(_: float) -> None:  # `Learning.run` (the periodic save) is not run here
+        raise AssertionError("the simulator saves no performance book")
+
+    learning = Learning(book=book, db=Database(UNUSED_DATABASE), now=lambda: clock[0], sleep=never)
+
+    def learn(cmd: StoreOutcome, category: str, amount: float, now: float) -> None:
+        if cmd.outcome not in DISPOSITIONS:
+            return
+        upsell = cmd.details.get("upsell_amount") or 0.0
+        extra = float(upsell) if isinstance(upsell, int | float) else 0.0
+        operator = cmd.details.get("operator_id")
+        clock[0] = now
+        learning.outcome(
+            operator_id=str(operator) if operator else None,
+            category=category,
+            campaign_id=cmd.campaign_id,
+            outcome="upsell" if cmd.outcome == "confirmed" and extra > 0 else cmd.outcome,
+            value=amount + extra,
+        )
+
+    return learn
 
 
 def make_router(name: str, world: World, seed: int, *, history_days: float = 0.0) -> Router:
