@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from benchmarks.bench_cli import bench
@@ -27,6 +28,7 @@ RUN_FIGURES = {
 }
 
 
+@pytest.mark.slow
 def test_bench_e2e_runs_the_daemon_against_the_simulator_and_ends_with_json() -> None:
     args = ["e2e", "--operators", "20", "--rate", "5", "--seconds", "4", "--warmup", "3"]
     result = CliRunner().invoke(bench, [*args, "--json"])
