@@ -154,6 +154,11 @@ class WorkLedger:
     def __len__(self) -> int:
         return len(self._ids)
 
+    @property
+    def operator_ids(self) -> list[str]:
+        """The operator of each row, in row order (a copy)."""
+        return list(self._ids)
+
     def slots(self, operator_ids: Sequence[str]) -> Slots:
         """The ledger's row of each operator, in order; an operator not seen before is added."""
         get = self._ids.get

@@ -33,7 +33,7 @@ without a category is routed on the figures the book keeps under category "".
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Final, cast
 
@@ -42,7 +42,7 @@ from numpy.typing import NDArray
 
 from acd.board import OperatorView
 from acd.errors import InvalidValue
-from acd.fairness import FairnessGuard, WorkLedger
+from acd.fairness import FairnessGuard, Slots, WorkLedger
 from acd.performance import PerformanceBook
 from acd.routing import RoutingRequest, eligible, shortlist
 from acd.states import OperatorState
@@ -134,6 +134,9 @@ class PerformanceRouting:
         self._exponent = 0.0 if math.isinf(ratio) else balance / math.log(max(ratio, 1.01))
         self.ledger = WorkLedger(half_life_s=self.fairness.occupancy_half_life_s)
         self._rng = rng
+        self._rows = np.zeros(0, dtype=np.intp)
+        self._rows_index: Mapping[str, int] | None = None
+        self._rows_sizes = (0, 0)
 
     def choose(
         self, request: RoutingRequest, candidates: Sequence[OperatorView], now: float
@@ -161,15 +164,29 @@ class PerformanceRouting:
             first = guard.first_overdue(idle_at, now)
             pick = int(min(first, key=lambda i: ids[int(i)]))
         else:
-            pick = self._best(request, ids, occupancy, now)
+            pick = self._best(request, slots, occupancy, now)
         ledger.assigned(int(slots[pick]), idle[pick], now)
         return views[pick]
 
-    def _best(self, request: RoutingRequest, ids: list[str], occupancy: Floats, now: float) -> int:
+    def _book_rows(self, index: Mapping[str, int]) -> NDArray[np.intp]:
+        """Each ledger row's row in the book (`len(index)`, a newcomer's, if it has none).
+
+        Kept between decisions and rebuilt only when the ledger or the book's index grew, or
+        the book was restored (a new index): this saves a pass over the candidates."""
+        sizes = (len(index), len(self.ledger))
+        if index is not self._rows_index or sizes != self._rows_sizes:
+            new = len(index)
+            self._rows = np.array(
+                [index.get(op, new) for op in self.ledger.operator_ids], dtype=np.intp
+            )
+            self._rows_index, self._rows_sizes = index, sizes
+        return self._rows
+
+    def _best(self, request: RoutingRequest, slots: Slots, occupancy: Floats, now: float) -> int:
         """The position of the highest score among those within the occupancy quota."""
         post = self.book.posteriors(request.category or "", now, prior_max_age_s=self.refresh_s)
-        get, new = post.index.get, len(post.alpha) - 1
-        rows = np.array([get(i, new) for i in ids], dtype=np.intp)
+        new = len(post.alpha) - 1
+        rows = self._book_rows(post.index)[slots]
         # The book's index may have grown since the arrays were made: treat those as new.
         np.minimum(rows, new, out=rows)
         within: NDArray[np.intp] | None = None  # positions within quota, when not everyone is

@@ -6,8 +6,9 @@ Run from the repository root::
     python -m benchmarks.routing_decision --no-docs  # prints only
 
 Set-up: an `OperatorBoard` with 1,000 operators in one campaign, all READY and registered, who
-became ready within the last minute and have handled 20 to 26 calls each (so the load quota of
-the fairness guard shuts a few out and its mask is built); a `PerformanceBook` fed 300,000
+became ready within the last minute after a last call of 2 to 15 minutes (so their occupancies
+in each policy's work ledger run from about 0.1 to 0.9, the occupancy ratio of the fairness
+guard shuts many out and its mask is built); a `PerformanceBook` fed 300,000
 outcomes over 200 categories, drawn from known rates. The candidates are `board.free(...)`, the
 list the engine hands the policy; building it is the engine's cost and is not timed.
 
@@ -39,7 +40,7 @@ from typing import TypeVar
 import numpy as np
 
 from acd.board import OperatorBoard, OperatorProfile, OperatorView
-from acd.fairness import FairnessGuard
+from acd.fairness import FairnessGuard, WorkLedger
 from acd.performance import PerformanceBook
 from acd.routing import LongestIdle, RoutingPolicy, RoutingRequest
 from acd.routing_learned import PerformanceRouting
@@ -152,6 +153,25 @@ def build(operators: int, categories: int, outcomes: int, seed: int) -> Floor:
     )
 
 
+def worked(ledger: WorkLedger, candidates: list[OperatorView], seed: int) -> None:
+    """Give each operator in `ledger` a last call before they became ready, of 2 to 15
+    minutes after 2 to 25 minutes ready: occupancies from about 0.1 to 0.9, so that the
+    occupancy ratio shuts many out and its mask is built."""
+    rng = np.random.default_rng(seed)
+    events: list[tuple[float, int, str, float]] = []  # (time, operator, what, ready since)
+    for k, view in enumerate(candidates):
+        back = view.idle_since if view.idle_since is not None else view.since
+        given = back - float(rng.uniform(120, 900))
+        ready = given - float(rng.uniform(120, 1500))
+        events += [(ready, k, "ready", ready), (given, k, "given", ready), (back, k, "back", back)]
+    for at, k, kind, since in sorted(events):
+        slot = ledger.slots([candidates[k].id])
+        if kind == "given":
+            ledger.assigned(int(slot[0]), since, at)
+        else:
+            ledger.observe(slot, np.array([since]), at)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Variant:
     name: str
@@ -163,11 +183,13 @@ def run(operators: int, categories: int, outcomes: int, decisions: int) -> list[
     floor = build(operators, categories, outcomes, seed=20260110)
     live_book = PerformanceBook()  # the same figures, through the daemon's restart path
     live_book.restore(floor.book.snapshot())
-    guard = FairnessGuard(max_idle_s=180.0, max_load_ratio=1.3, load_slack=2)
+    guard = FairnessGuard()  # the defaults: idle limit 30 min, occupancy ratio 1.3
 
     def learned(book: PerformanceBook, seed: int, refresh_s: float = 60.0) -> PerformanceRouting:
         rng = np.random.default_rng(seed)
-        return PerformanceRouting(book=book, rng=rng, fairness=guard, refresh_s=refresh_s)
+        policy = PerformanceRouting(book=book, rng=rng, fairness=guard, refresh_s=refresh_s)
+        worked(policy.ledger, floor.candidates, seed)
+        return policy
 
     variants = [
         Variant(
@@ -234,7 +256,9 @@ def report(results: list[Timing], command: str, where: str, args: argparse.Names
         f"{args.operators:,} ready operators in one campaign, {args.categories} categories, a "
         f"`PerformanceBook` fed {args.outcomes:,} outcomes; {args.decisions:,} decisions timed "
         "per row (1,000 more not timed), each on a random category, candidates from "
-        "`OperatorBoard.free`; fairness guard on (idle limit 180 s, load ratio 1.3).",
+        "`OperatorBoard.free`; fairness guard on with its defaults (idle limit 30 min, occupancy "
+        "ratio 1.3), each operator's occupancy from a last call before the first decision, "
+        "about 0.1 to 0.9, so that the occupancy ratio shuts many out.",
         "",
         "| measure | p50 | p99 | max | p99 of CPU time | target |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -249,12 +273,14 @@ def report(results: list[Timing], command: str, where: str, args: argparse.Names
     lines += [
         "",
         "Where a decision's time goes: one pass over the candidates to shortlist them (flat "
-        "comprehensions, the same list as `acd.routing.shortlist`), three more to read idle "
-        "times, calls handled and each operator's row in the book; then numpy: a few vector "
-        "operations with the operators' current counts, one Beta draw per operator within "
-        "quota, an argmax. The priors (a 200 × 1,000 matrix-vector product and some 25 vector "
-        "operations: the last row) are recomputed per category at most once a minute of book "
-        "time by default. Where every decision recomputes them (`refresh_s=0`, or calls so "
+        "comprehensions, the same list as `acd.routing.shortlist`), three more to read ids, idle "
+        "times and each operator's row in the work ledger (their row in the book comes from an "
+        "array kept between decisions); then numpy: the "
+        "occupancies and the quota, a few vector operations with the operators' current "
+        "counts, one Beta draw per operator within quota, the occupancy discount, an argmax. "
+        "The priors (a 200 × 1,000 matrix-vector product and some 25 vector operations: the "
+        "last row) are recomputed per category at most once a minute of book time by default. "
+        "Where every decision recomputes them (`refresh_s=0`, or calls so "
         "sparse that each category's priors are older than a minute when its next call comes) "
         f"a decision costs {worst.p50_us - live[0].p50_us:,.0f} µs more at the median. "
         "`LongestIdle` runs the general `shortlist` and a `min` with a key function over the "
