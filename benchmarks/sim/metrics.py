@@ -8,7 +8,8 @@ it and its `PlayAbandon` commands. Definitions (also in `benchmarks/README.md`):
 - occupancy: seconds reserved, ringing, talking or in wrap-up / seconds logged in;
 - abandon_rate: abandons / live answers over the run; abandon_rate_max_24h: the highest
   rolling 24 h rate at any moment once the 24 h window holds `MIN_ANSWERS` live answers;
-- occupancy_ratio: the busiest operator's occupancy / the least busy one's;
+- occupancy_ratio: the busiest operator's occupancy / the least busy one's, over the operators
+  who logged in (infinite when one of them took no call while another did);
 - ttfc: seconds from an order being stored to its first Originate, over the orders stored
   inside their calling window (orders never dialled count until the end of the run).
 """
@@ -124,6 +125,15 @@ class RunResult:
             "occupancy_ratio": r(self.occupancy_ratio, 3),
             "wall_s": round(self.wall_s, 2),
         }
+
+
+def occupancy_ratio(occupancies: list[float]) -> float:
+    """max / min of `occupancies`: 1.0 for none or all idle, infinite when some are 0 and not
+    all (an operator left without a single call is as unfair as it gets)."""
+    if not occupancies or max(occupancies) <= 0:
+        return 1.0
+    lowest = min(occupancies)
+    return max(occupancies) / lowest if lowest > 0 else math.inf
 
 
 class _OperatorClock:
@@ -280,7 +290,7 @@ class Recorder:
             open_at_end=open_at_end,
             outcomes=dict(sorted(self.outcomes.items())),
             operator_occupancy=occ,
-            occupancy_ratio=max(worked) / min(worked) if worked and min(worked) > 0 else 1.0,
+            occupancy_ratio=occupancy_ratio(worked),
             ttfc_samples=tuple(every),
             ttfc_stored_at=tuple(stored),
             samples=tuple(self.samples),

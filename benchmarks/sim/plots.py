@@ -172,10 +172,12 @@ def ttfc_distribution(comparisons: Sequence[PacingComparison], path: Path) -> Pa
 
 def routing_lift(comparisons: Sequence[RoutingComparison], path: Path) -> Path:
     """Each policy's lift in confirmed revenue over longest-idle, with its 95 % interval."""
-    fig, axes = plt.subplots(
-        1, len(comparisons), figsize=(5.2 * len(comparisons), 3.2), squeeze=False
-    )
-    for ax, cmp in zip(axes.flat, comparisons, strict=True):
+    cols = min(4, len(comparisons))
+    rows = -(-len(comparisons) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.2 * rows), squeeze=False)
+    for ax in axes.flat[len(comparisons) :]:
+        ax.set_visible(False)
+    for ax, cmp in zip(axes.flat, comparisons, strict=False):
         names = list(cmp.lifts)
         means = np.array([cmp.lifts[n].mean for n in names])
         errs = np.array(
