@@ -398,15 +398,16 @@ class RoutingSettings(_Table):
     """Which free operator gets an answered call (docs/acd.md).
 
     `performance` learns from outcomes who sells each category best (Thompson sampling over a
-    decayed Bayesian record, `half_life_days`), held fair: nobody ready idles past `max_idle_s`
-    while calls are routed, and calls handled stay within `max_load_ratio` across operators.
+    decayed Bayesian record, `half_life_days`), held fair: operators' occupancy (time on calls /
+    time on calls and ready, weighted over a day) stays within `max_load_ratio` of each other,
+    and, as a backstop, nobody ready idles past `max_idle_s` while calls are routed.
     The others are the baselines: longest idle, fewest calls, random, static skill tiers.
     """
 
     policy: Literal["performance", "longest-idle", "fewest-calls", "random", "static-tiers"] = (
         "performance"
     )
-    max_idle_s: PositiveSeconds = 180.0
+    max_idle_s: PositiveSeconds = 1800.0
     max_load_ratio: Annotated[float, Field(ge=1.0, le=10.0)] = 1.3
     half_life_days: Annotated[float, Field(gt=0)] = 14.0
 
