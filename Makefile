@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.report
 	$(BIN)/python -m benchmarks.ami_throughput
 	$(BIN)/python -m benchmarks.speed_to_lead
+	$(BIN)/python -m benchmarks.e2e
 	$(BIN)/python -m benchmarks.fraud_base
 	$(BIN)/python -m benchmarks.crm_sync
 	$(BIN)/python -m benchmarks.outcome_latency
