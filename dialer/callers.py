@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 OPEN_STATUSES = frozenset({*DIALABLE_STATUSES, OrderStatus.CALLING})
 DELIVERED_STATUSES = frozenset({OrderStatus.CONFIRMED})
 RECENT_ORDERS = 20
+DEFAULT_TIMEZONE = "Europe/Moscow"  # a caller with no order: the shops' home zone
 
 
 @runtime_checkable
@@ -51,7 +52,7 @@ class LineRules:
     line_id: str
     delivery_days: int = 14
     crm_timeout_s: float = 1.5
-    default_timezone: str = "Europe/Moscow"
+    default_timezone: str = DEFAULT_TIMEZONE
 
 
 class CallerDirectory:
@@ -142,5 +143,3 @@ class CallerDirectory:
             out["amount"] = float(found["amount"])
         return out
 
-
-Identify = Callable[[str, str, LineRules], Awaitable[InboundCall]]

@@ -18,6 +18,7 @@ from acd.errors import AcdError
 from dialer.engine import events as ev
 from dialer.engine.engine import DialerEngine
 from dialer.engine.errors import EngineError, OperatorActionRejected, UnknownCall
+from dialer.engine.inbound import INBOUND
 from dialer.http.control import Conflict, Forbidden, NotFound, OperatorAction
 from dialer.http.schemas import DispositionIn, OperatorStatus, OrderCard, Principal, TransferIn
 
@@ -87,7 +88,7 @@ class DaemonControl:
         session = self._engine.call(call_id) if call_id else None
         if session is None or call_id is None:
             return None
-        if session.direction == "inbound" and self._caller_card is not None:
+        if session.direction == INBOUND and self._caller_card is not None:
             card = await self._caller_card(session.lead.phone, session.lead.order_id, call_id)
             return OrderCard(**card)
         return OrderCard(**await self._order_card(session.lead.order_id, call_id))

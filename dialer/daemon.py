@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from crm_bridge.masking import mask_phone
 from dialer.bus import EventBus
-from dialer.callers import CallerDirectory, LineRules
+from dialer.callers import DEFAULT_TIMEZONE, CallerDirectory, LineRules
 from dialer.clock import Clock
 from dialer.engine import commands as cmd
 from dialer.engine import events as ev
@@ -430,7 +430,7 @@ class Daemon:
             return
         now = self.clock.now()
         lead = await self.store.callback_order(
-            command, campaign_id=campaign, timezone="Europe/Moscow", now=now
+            command, campaign_id=campaign, timezone=DEFAULT_TIMEZONE, now=now
         )
         await self._inbox.put((ev.OrderArrived(lead=lead, now=now), None))
 

@@ -227,7 +227,6 @@ class CallFlow:
             raise OperatorActionRejected(
                 f"call {ev.call_id} is {session.state}: a disposition comes after the call"
             )
-        lead_rules = self._rules.get(session.lead.campaign_id, self._rules[session.campaign_id])
         in_wrapup = session.state is CallState.WRAP_UP
         session.apply(Trigger.DISPOSITION, ev.now)
         if in_wrapup:
@@ -245,27 +244,29 @@ class CallFlow:
         }
         if session.direction == INBOUND:
             out.append(self._desk.record(session, "connected", ev.now, disposition=ev.outcome))
-        if not session.order_open:
-            pass  # a caller without an open order: the call's record holds the disposition
-        elif ev.outcome is DispositionOutcome.CALLBACK and ev.callback_at is not None:
-            mine = ev.operator_id if ev.callback_mine else None
-            lead = with_callback(session.lead, ev.callback_at, mine)
-            self._hoppers[lead.campaign_id].put(lead, ev.now)
-            details["callback_mine"] = ev.callback_mine
-            out.append(
-                order_outcome(
-                    session,
-                    ev.outcome,
-                    next_attempt_at=not_before(lead, ev.now, lead_rules),
-                    lead=lead,
-                    details=details,
-                )
-            )
-        else:
-            out.append(order_outcome(session, ev.outcome, details=details))
+        # a caller without an open order: the call's record above holds the disposition
+        if session.order_open:
+            self._order_disposition(session, ev, details, out)
         self._book.close(session, ev.outcome)
         self._publish_call(session, out)
         self._connector.serve_waiting(ev.now, out)
+
+    def _order_disposition(
+        self, session: CallSession, ev: Disposition, details: dict[str, object], out: list[Command]
+    ) -> None:
+        """The order's outcome from the disposition: final, or a callback back in its hopper."""
+        if ev.outcome is not DispositionOutcome.CALLBACK or ev.callback_at is None:
+            out.append(order_outcome(session, ev.outcome, details=details))
+            return
+        mine = ev.operator_id if ev.callback_mine else None
+        lead = with_callback(session.lead, ev.callback_at, mine)
+        self._hoppers[lead.campaign_id].put(lead, ev.now)
+        details["callback_mine"] = ev.callback_mine
+        rules = self._rules[lead.campaign_id]
+        at = not_before(lead, ev.now, rules)
+        out.append(
+            order_outcome(session, ev.outcome, next_attempt_at=at, lead=lead, details=details)
+        )
 
     # -- time-driven work --------------------------------------------------------------------
 
