@@ -142,4 +142,3 @@ class CallerDirectory:
         if isinstance(found.get("amount"), int | float):
             out["amount"] = float(found["amount"])
         return out
-
