@@ -94,7 +94,7 @@ class CallerDirectory:
     async def _from_database(
         self, phone: str, line: LineRules, now: float
     ) -> dict[str, Any] | None:
-        async with self._db.session() as session:
+        async with self._db.reading() as session:
             rows = list(
                 await session.scalars(
                     select(Order)

@@ -98,7 +98,7 @@ async def _feed(rt: Runtime, feed: OrderFeed) -> None:
 async def summary(rt: Runtime, *, sim: AsteriskSim) -> dict[str, Any]:
     stats = rt.engine.statistics(rt.clock.now())
     c = next(iter(stats.campaigns.values()))
-    async with rt.db.session() as session:
+    async with rt.db.reading() as session:
         orders = await session.scalar(select(func.count()).select_from(Order)) or 0
         confirmed = (
             await session.scalar(

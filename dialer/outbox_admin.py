@@ -47,7 +47,7 @@ class Backlog:
 
 async def dead_letters(db: Database, *, limit: int = 100) -> list[DeadLetter]:
     """The newest `limit` dead letters, newest first."""
-    async with db.session() as s:
+    async with db.reading() as s:
         rows = await s.scalars(select(OutboxEntry).where(_DEAD).order_by(OutboxEntry.id.desc()))
         return [
             DeadLetter(
@@ -81,7 +81,7 @@ async def requeue(db: Database, ids: Iterable[int], *, now: datetime) -> int:
 async def backlog(db: Database, *, overdue_before: datetime, overdue_limit: int) -> Backlog:
     """Count what waits; list up to `overdue_limit` waiting messages stored before
     `overdue_before` (the SLA's cutoff), oldest id first."""
-    async with db.session() as s:
+    async with db.reading() as s:
         count, oldest = (
             await s.execute(select(func.count(), func.min(OutboxEntry.created_at)).where(_PENDING))
         ).one()

@@ -131,7 +131,7 @@ async def recordings(
     if operator_id is not None:
         query = query.where(CallAttempt.operator_id == operator_id)
     query = query.order_by(CallAttempt.queued_at.desc()).limit(limit)
-    async with db.session() as session:
+    async with db.reading() as session:
         rows = (await session.scalars(query)).all()
     return [
         Recording(
@@ -264,7 +264,7 @@ def recordings_router(
     ) -> Response:
         if len(channel_id) > 64 or not links.valid(channel_id, expires, sig):
             raise Forbidden("this recording link is invalid or has expired")
-        async with db.session() as session:
+        async with db.reading() as session:
             attempt = await session.get(CallAttempt, channel_id)
         path = within(attempt.recording_path, roots) if attempt and attempt.recording_path else None
         if path is None or not path.is_file():

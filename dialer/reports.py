@@ -166,7 +166,7 @@ async def performance(db: Database, period: Period, *, by: str = "operators") ->
             CallAttempt.ended_at.is_not(None),
         )
     )
-    async with db.session() as session:
+    async with db.reading() as session:
         for operator_id, category, outcome, amount in await session.execute(dispositions):
             t = totals[key(operator_id, category)]
             t[0] += 1
@@ -220,7 +220,7 @@ async def hourly(db: Database, period: Period) -> Report:
     calls = select(CallAttempt.connected_at, CallAttempt.operator_id).where(
         CallAttempt.connected_at >= period.start, CallAttempt.connected_at < period.end
     )
-    async with db.session() as session:
+    async with db.reading() as session:
         for (stored_at,) in await session.execute(orders):
             arrivals[hour(stored_at)] += 1
         for connected_at, operator_id in await session.execute(calls):
@@ -250,7 +250,7 @@ async def abandons(db: Database, period: Period) -> Report:
     query = select(CallAttempt.campaign_id, CallAttempt.answered_at, CallAttempt.outcome).where(
         CallAttempt.answered_at >= period.start, CallAttempt.answered_at < period.end
     )
-    async with db.session() as session:
+    async with db.reading() as session:
         for campaign_id, answered_at, outcome in await session.execute(query):
             if answered_at is None:  # excluded by the query; for the checker
                 continue

@@ -311,7 +311,7 @@ class Store:
         if order_id.isdigit():
             card |= await self.order_card(order_id, call_id)
             card["inbound"] = True
-        async with self._db.session() as session:
+        async with self._db.reading() as session:
             rows = await session.scalars(
                 select(Order)
                 .where(Order.phone_e164 == caller)
@@ -336,7 +336,7 @@ class Store:
         """The order as an operator's screen shows it, with its earlier attempts."""
         if not order_id.isdigit():
             return {"call_id": call_id, "order_id": order_id}  # a caller without an order
-        async with self._db.session() as session:
+        async with self._db.reading() as session:
             order = await session.get(Order, int(order_id))
             if order is None:
                 return {"call_id": call_id, "order_id": order_id}
@@ -403,7 +403,7 @@ class Store:
             OrderStatus.CALLBACK,
             OrderStatus.CALLING,
         )
-        async with self._db.session() as session:
+        async with self._db.reading() as session:
             rows = await session.scalars(
                 select(Order).where(
                     Order.status.in_(dialable), Order.campaign_id.in_(list(campaign_ids))

@@ -6,6 +6,7 @@ schema of its own.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -108,6 +109,33 @@ async def test_sqlite_runs_with_write_ahead_logging_and_foreign_keys(database: D
     async with database.session() as s:
         assert (await s.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
         assert (await s.execute(text("PRAGMA foreign_keys"))).scalar() == 1
+
+
+async def test_a_reading_session_sees_committed_rows_while_a_writer_holds_its_transaction(
+    database: Database,
+) -> None:
+    # Screen pops and reports must not queue behind the daemon's writer (on SQLite every
+    # writing transaction takes the one write lock at its start).
+    await new_order(database, "R-1", customer_name="before")
+    writing, reader_done = asyncio.Event(), asyncio.Event()
+
+    async def writer() -> bool:
+        async with database.session() as s:
+            await s.execute(text("UPDATE orders SET customer_name = 'changed'"))
+            writing.set()
+            async with asyncio.timeout(10):
+                await reader_done.wait()
+            return True
+
+    task = asyncio.create_task(writer())
+    await writing.wait()
+    async with database.reading() as s:
+        names = (await s.scalars(select(Order.customer_name))).all()
+    reader_done.set()
+    assert await task  # the reader finished while the writer still held its transaction
+    assert names and "changed" not in names  # and saw only what was committed
+    async with database.reading() as s:
+        assert "changed" in (await s.scalars(select(Order.customer_name))).all()
 
 
 async def test_an_unreachable_database_is_reported(tmp_path: Any) -> None:

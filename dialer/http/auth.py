@@ -136,7 +136,7 @@ async def audit(
 async def audit_entries(db: Database, *, limit: int = 100) -> list[dict[str, Any]]:
     """The newest `limit` rows of `audit_log`, newest first."""
     query = select(AuditEntry).order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).limit(limit)
-    async with db.session() as session:
+    async with db.reading() as session:
         rows = (await session.scalars(query)).all()
     return [
         {"at": r.at.isoformat(), "who": r.who, "action": r.action, "details": r.details}

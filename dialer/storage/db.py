@@ -27,13 +27,15 @@ from dialer.storage.errors import DatabaseUnavailable, StorageError
 
 # How long a SQLite connection waits for another one's write transaction before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# The execution option that marks a transaction as reading only (see `Database.reading`).
+READ_ONLY = "obzvon_read_only"
 
 
 def make_engine(url: str, **options: Any) -> AsyncEngine:
     """An async engine for `url`, set up the way obzvon needs it on either database.
 
     On SQLite: write-ahead logging (readers do not block the writer), foreign keys enforced,
-    and transactions that begin with ``BEGIN IMMEDIATE``. Raises `StorageError` for a URL
+    and writing transactions that begin with ``BEGIN IMMEDIATE``. Raises `StorageError` for a URL
     that is not one, `DatabaseUnavailable` for a SQLite file in a directory that does not
     exist.
     """
@@ -77,8 +79,13 @@ def _tune_sqlite(engine: AsyncEngine, url: URL) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(connection: Any) -> None:
         # IMMEDIATE takes the write lock up front: two transactions that read and then write
-        # would otherwise deadlock, and SQLite fails one at once instead of waiting.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # would otherwise deadlock, and SQLite fails one at once instead of waiting. A reading
+        # transaction (`Database.reading`) needs no lock: with write-ahead logging it sees a
+        # snapshot while the writer goes on.
+        if connection.get_execution_options().get(READ_ONLY):
+            connection.exec_driver_sql("BEGIN DEFERRED")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Database:
@@ -94,6 +101,7 @@ class Database:
         self._options = engine_options
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
+        self._readers: async_sessionmaker[AsyncSession] | None = None
 
     async def __aenter__(self) -> Database:
         if self._engine is not None:
@@ -107,6 +115,9 @@ class Database:
             raise DatabaseUnavailable(f"cannot use the database: {exc}") from exc
         self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._readers = async_sessionmaker(
+            engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
+        )
         return self
 
     async def __aexit__(
@@ -117,7 +128,7 @@ class Database:
     ) -> None:
         if self._engine is not None:
             await self._engine.dispose()
-        self._engine = self._sessions = None
+        self._engine = self._sessions = self._readers = None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -138,4 +149,13 @@ class Database:
         if self._sessions is None:
             raise RuntimeError("the Database is not open; use `async with Database(url)`")
         async with self._sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncSession]:
+        """A session for reads only: on SQLite it takes no write lock, so it neither waits for
+        the writer nor holds it up (it reads the last committed state). Write with `session()`."""
+        if self._readers is None:
+            raise RuntimeError("the Database is not open; use `async with Database(url)`")
+        async with self._readers() as session, session.begin():
             yield session
