@@ -7,7 +7,7 @@ order and carries out the commands it returns:
   orders from intake → engine events;
 - engine commands → AMI actions (each in its own task of the ``ami-actions`` group, so a slow
   Asterisk never stalls the engine), database writes (in order, by one writer task), live events
-  on the bus.
+  on the bus. The writer stores what has queued up in one transaction.
 
 An Originate is carried out only after its attempt row (with the ChannelId) is stored: after a
 crash every call placed can be found again, and the database's one-live-attempt-per-order index
@@ -30,7 +30,7 @@ from dialer.clock import Clock
 from dialer.engine import commands as cmd
 from dialer.engine import events as ev
 from dialer.engine.engine import DialerEngine
-from dialer.store import Store
+from dialer.store import StartAttempt, Store, Write
 from dialer.telephony import (
     AmiTranslator,
     DialSettings,
@@ -47,6 +47,7 @@ from pbx.events import LinkRestored
 log = logging.getLogger(__name__)
 
 INBOX_SIZE = 10_000
+WRITE_BATCH = 200  # writes at most in one transaction
 FLUSH_TIMEOUT_S = 30.0
 
 
@@ -99,7 +100,7 @@ class Daemon:
         self._inbox: asyncio.Queue[tuple[ev.Event, asyncio.Future[None] | None]] = asyncio.Queue(
             INBOX_SIZE
         )
-        self._writes: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue(INBOX_SIZE)
+        self._writes: asyncio.Queue[_Queued] = asyncio.Queue(INBOX_SIZE)
         self._actions: asyncio.TaskGroup | None = None
         self._draining = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -233,14 +234,52 @@ class Daemon:
         return bool(stats.live_calls == 0 and wrapping == 0)
 
     async def _writer(self) -> None:
+        # One task writes, in the engine's order; what has queued up meanwhile goes in one
+        # transaction (a commit per write would not keep up with tens of calls a second).
         while True:
-            job = await self._writes.get()
+            batch = [await self._writes.get()]
+            while len(batch) < WRITE_BATCH and not self._writes.empty():
+                batch.append(self._writes.get_nowait())
             try:
-                await job()
+                await self._write_batch(batch)
+            finally:
+                for _ in batch:
+                    self._writes.task_done()
+
+    async def _write_batch(self, batch: Sequence[_Queued]) -> None:
+        run: list[_Pending] = []
+        for item in batch:
+            if isinstance(item, _Pending):
+                run.append(item)
+                continue
+            await self._store(run)  # a job runs after what was queued before it
+            run = []
+            try:
+                await item()
             except Exception:
                 log.exception("database write failed")
-            finally:
-                self._writes.task_done()
+        await self._store(run)
+
+    async def _store(self, run: Sequence[_Pending]) -> None:
+        if not run:
+            return
+        try:
+            results = await self.store.write_many([p.write for p in run])
+        except Exception as exc:
+            if len(run) > 1:  # the transaction failed: one at a time, keep what can be kept
+                for pending in run:
+                    await self._store([pending])
+                return
+            results = [exc]
+        for pending, error in zip(run, results, strict=True):
+            if pending.done is not None:
+                if not pending.done.done():
+                    pending.done.set_result(error)
+            elif error is not None:
+                log.error("database write failed: %s", error, exc_info=error)
+
+    def _write(self, write: Write) -> None:
+        self._writes.put_nowait(_Pending(write))
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -284,7 +323,7 @@ class Daemon:
                     )
                     self._spawn(self.ami.setvar(action), f"position-{command.call_id}")
             case cmd.StoreInbound() | cmd.StoreTransfer():
-                self._writes.put_nowait(functools.partial(self.store.apply, command))
+                self._write(command)
             case cmd.RequestCallback():
                 self._writes.put_nowait(functools.partial(self._callback_order, command))
             case cmd.PlayAbandon():
@@ -305,9 +344,9 @@ class Daemon:
                         f"hangup-{command.call_id}",
                     )
             case cmd.StoreAttempt() | cmd.StoreOutcome():
-                self._writes.put_nowait(functools.partial(self.store.apply, command))
+                self._write(command)
             case cmd.ScreenPop():
-                self._writes.put_nowait(functools.partial(self._screen_pop, command))
+                self._spawn(self._screen_pop(command), f"screen-pop-{command.call_id}")
             case cmd.MissingDisposition():
                 log.warning(
                     "operator %s gave no disposition for call %s",
@@ -369,9 +408,10 @@ class Daemon:
         )
 
     async def _originate(self, command: cmd.Originate) -> None:
-        try:
-            await self.store.attempt_started(command, self.clock.now())
-        except Exception as exc:
+        stored: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
+        await self._writes.put(_Pending(StartAttempt(command, self.clock.now()), stored))
+        exc = await stored
+        if exc is not None:
             # The row is the guard against dialling twice: without it, no call.
             log.error("not dialling %s: %s", mask_phone(command.phone), exc)
             await self._inbox.put(
@@ -450,3 +490,15 @@ async def _awaited(job: Callable[[], Awaitable[None]]) -> None:
 
 class _Stop(Exception):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A write for the writer; `done` (if any) is told the database's refusal, or None."""
+
+    write: Write
+    done: asyncio.Future[Exception | None] | None = None
+
+
+# The writer's queue: writes it batches, and jobs it runs in their turn (a callback order).
+_Queued = _Pending | Callable[[], Awaitable[None]]

@@ -1,20 +1,25 @@
 """`Store`: what the engine decides, written to the database.
 
-The daemon's one writer task calls these in the order the engine issued the commands. Each
-method is one transaction:
+The daemon's one writer task hands these to `Store.write_many` in the order the engine issued
+them, as many as are waiting in one transaction, each in a savepoint of its own (a write the
+database refuses is undone alone):
 
-- `attempt_started` writes the attempt row with its ChannelId before the Originate is sent;
+- `StartAttempt` writes the attempt row with its ChannelId before the Originate is sent;
   the database refuses a second live attempt for an order, and then nothing is dialled;
-- `apply(StoreAttempt)` ends the attempt and queues the call for the CRM (outbox kind
-  ``call``);
-- `apply(StoreOutcome)` sets the order's status and next attempt; an operator's outcome is
-  stored with its disposition and outbox row (``outcome``) in one transaction, and so is a
-  final "unreached".
+- `StoreAttempt` ends the attempt and queues the call for the CRM (outbox kind ``call``);
+- `StoreOutcome` sets the order's status and next attempt; an operator's outcome is stored
+  with its disposition and outbox row (``outcome``) together, and so is a final "unreached";
+- `StoreInbound`, `StoreTransfer`: an inbound call's record, a transfer.
+
+Metrics and the routing's learning hear of a write only once it is committed. Reads (screen
+pops, the hopper at start-up) use `Database.reading()` and never wait for the writer.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -33,8 +38,32 @@ from dialer.storage.models import InboundCall as InboundCallRow
 from dialer.storage.outbox import LOCAL_CRM, add_outbox
 
 DISPOSITIONS = frozenset(o.value for o in Outcome)
+STORE_COMMANDS = (cmd.StoreAttempt, cmd.StoreOutcome, cmd.StoreInbound, cmd.StoreTransfer)
 # The outcome of an attempt that was live when the daemon stopped.
 LOST = "lost"
+
+
+@dataclass(frozen=True, slots=True)
+class StartAttempt:
+    """The attempt row an Originate needs before it is sent, as at `now`."""
+
+    command: cmd.Originate
+    now: float
+
+
+# What the daemon's writer hands to `Store.write_many`.
+Write = StartAttempt | cmd.StoreAttempt | cmd.StoreOutcome | cmd.StoreInbound | cmd.StoreTransfer
+
+
+@dataclass(frozen=True, slots=True)
+class _Learned:
+    """An operator's outcome, for the metrics and the routing's book once it is stored."""
+
+    operator_id: str | None
+    category: str | None
+    campaign_id: str
+    outcome: str
+    value: float
 
 
 def ts(epoch: float | None) -> datetime | None:
@@ -87,123 +116,175 @@ class Store:
         self._metrics = metrics
 
     async def attempt_started(self, command: cmd.Originate, now: float) -> None:
-        at = ts(now)
-        assert at is not None
-        async with self._db.session() as session:
-            await repo.start_attempt(
-                session,
-                order_id=int(command.order_id),
-                channel_id=command.call_id,
-                now=at,
-                ami_server=self._ami_server,
-                operator_id=command.operator_id,
-            )
-            await repo.update_attempt(session, command.call_id, originated_at=at)
-            order = await session.get(Order, int(command.order_id))
-        if self._metrics is not None and order is not None and order.attempts == 1:
-            self._metrics.first_call(order.campaign_id, now - order.stored_at.timestamp())
+        """Store the attempt row of `command` (in a transaction of its own); raises what the
+        database refused."""
+        await self._one(StartAttempt(command, now))
 
     async def apply(self, command: cmd.Command) -> None:
-        if isinstance(command, cmd.StoreAttempt):
-            await self._attempt(command)
-        elif isinstance(command, cmd.StoreOutcome):
-            await self._outcome(command)
-        elif isinstance(command, cmd.StoreInbound):
-            await self._inbound(command)
-        elif isinstance(command, cmd.StoreTransfer):
-            await self._transfer(command)
-        else:
+        """Store one of the engine's Store* commands in a transaction of its own."""
+        if not isinstance(command, STORE_COMMANDS):
             raise TypeError(f"Store cannot apply {type(command).__name__}")
+        await self._one(command)
 
-    async def _attempt(self, c: cmd.StoreAttempt) -> None:
+    async def write_many(self, writes: Sequence[Write]) -> list[Exception | None]:
+        """Store `writes` in order in one transaction (one commit for many: the daemon's writer
+        keeps up at tens of calls a second), each in a savepoint of its own: a write the
+        database refuses is undone alone and its error returned in its place, the others are
+        kept. If the transaction itself fails, that error is raised and nothing is kept."""
+        results: list[Exception | None] = []
+        after: list[Callable[[], None]] = []
+        async with self._db.session() as session:
+            for write in writes:
+                try:
+                    async with session.begin_nested():
+                        done = await self._write(session, write)
+                except Exception as exc:  # reported to the caller, in the write's place
+                    results.append(exc)
+                else:
+                    results.append(None)
+                    if done is not None:
+                        after.append(done)
+        for hook in after:  # metrics and learning hear only of what was committed
+            hook()
+        return results
+
+    async def _one(self, write: Write) -> None:
+        [error] = await self.write_many([write])
+        if error is not None:
+            raise error
+
+    async def _write(self, session: AsyncSession, write: Write) -> Callable[[], None] | None:
+        """Write one item in `session`; returns what to do once it is committed, if anything."""
+        match write:
+            case StartAttempt():
+                return await self._start(session, write)
+            case cmd.StoreAttempt():
+                return await self._attempt(session, write)
+            case cmd.StoreOutcome():
+                return await self._outcome(session, write)
+            case cmd.StoreInbound():
+                await self._inbound(session, write)
+            case cmd.StoreTransfer():
+                await self._transfer(session, write)
+        return None
+
+    async def _start(self, session: AsyncSession, s: StartAttempt) -> Callable[[], None] | None:
+        command, at = s.command, ts(s.now)
+        assert at is not None
+        await repo.start_attempt(
+            session,
+            order_id=int(command.order_id),
+            channel_id=command.call_id,
+            now=at,
+            ami_server=self._ami_server,
+            operator_id=command.operator_id,
+        )
+        await repo.update_attempt(session, command.call_id, originated_at=at)
+        order = await session.get(Order, int(command.order_id))
+        metrics = self._metrics
+        if metrics is None or order is None or order.attempts != 1:
+            return None
+        campaign_id, waited = order.campaign_id, s.now - order.stored_at.timestamp()
+        return lambda: metrics.first_call(campaign_id, waited)
+
+    async def _attempt(
+        self, session: AsyncSession, c: cmd.StoreAttempt
+    ) -> Callable[[], None] | None:
         ended = ts(c.ended_at)
         assert ended is not None
-        async with self._db.session() as session:
-            attempt = await repo.update_attempt(
-                session,
-                c.call_id,
-                answered_at=ts(c.answered_at),
-                connected_at=ts(c.connected_at),
-                operator_id=c.operator_id,
-            )
-            if attempt.ended_at is not None:
-                return
-            # the order's status comes with the StoreOutcome that follows; keep it as it is
-            await repo.finish_attempt(
-                session,
-                c.call_id,
-                ended_at=ended,
-                outcome=c.outcome,
-                hangup_cause=c.hangup_cause,
-                order_status=OrderStatus.CALLING,
-            )
-            order = await session.get(Order, attempt.order_id)
-            assert order is not None
-            talk = (c.ended_at - c.connected_at) if c.connected_at else 0.0
-            if self._metrics is not None:
-                self._metrics.attempt(c.campaign_id, c.outcome, talk if c.connected_at else None)
-            wait = ((c.connected_at or c.ended_at) - c.answered_at) if c.answered_at else 0.0
-            await add_outbox(
-                session,
-                order_id=order.id,
-                kind="call",
-                payload={
-                    "order_id": order.id,
-                    "crm": order.crm,
-                    "external_id": order.external_id,
-                    "channel_id": c.call_id,
-                    "phone": order.phone_e164,
-                    "outcome": c.outcome,
-                    "operator_id": c.operator_id,
-                    "started_at": ts(c.originated_at or c.queued_at).isoformat(),  # type: ignore[union-attr]
-                    "duration_s": round(max(0.0, talk)),
-                    "waiting_s": round(max(0.0, wait)),
-                    "recorded": c.connected_at is not None,
-                },
-                now=ended,
-            )
+        attempt = await repo.update_attempt(
+            session,
+            c.call_id,
+            answered_at=ts(c.answered_at),
+            connected_at=ts(c.connected_at),
+            operator_id=c.operator_id,
+        )
+        if attempt.ended_at is not None:
+            return None
+        # the order's status comes with the StoreOutcome that follows; keep it as it is
+        await repo.finish_attempt(
+            session,
+            c.call_id,
+            ended_at=ended,
+            outcome=c.outcome,
+            hangup_cause=c.hangup_cause,
+            order_status=OrderStatus.CALLING,
+        )
+        order = await session.get(Order, attempt.order_id)
+        assert order is not None
+        talk = (c.ended_at - c.connected_at) if c.connected_at else 0.0
+        wait = ((c.connected_at or c.ended_at) - c.answered_at) if c.answered_at else 0.0
+        await add_outbox(
+            session,
+            order_id=order.id,
+            kind="call",
+            payload={
+                "order_id": order.id,
+                "crm": order.crm,
+                "external_id": order.external_id,
+                "channel_id": c.call_id,
+                "phone": order.phone_e164,
+                "outcome": c.outcome,
+                "operator_id": c.operator_id,
+                "started_at": ts(c.originated_at or c.queued_at).isoformat(),  # type: ignore[union-attr]
+                "duration_s": round(max(0.0, talk)),
+                "waiting_s": round(max(0.0, wait)),
+                "recorded": c.connected_at is not None,
+            },
+            now=ended,
+        )
+        metrics = self._metrics
+        if metrics is None:
+            return None
+        return lambda: metrics.attempt(c.campaign_id, c.outcome, talk if c.connected_at else None)
 
-    async def _outcome(self, c: cmd.StoreOutcome) -> None:
+    async def _outcome(
+        self, session: AsyncSession, c: cmd.StoreOutcome
+    ) -> Callable[[], None] | None:
         now = datetime.fromtimestamp(self._now(), UTC)
         details = dict(c.details)
-        learned: tuple[str | None, str | None, str, str] | None = None
-        value = 0.0
-        async with self._db.session() as session:
-            order = await session.get(Order, int(c.order_id))
-            if order is None:
-                return
-            if c.outcome in DISPOSITIONS:
-                amount = Decimal(str(details.get("upsell_amount") or 0))
-                outcome = Outcome.UPSELL if c.outcome == "confirmed" and amount > 0 else c.outcome
-                lead = c.lead
-                operator_id = _str(details.get("operator_id")) or None
-                await repo.store_outcome(
-                    session,
-                    order_id=order.id,
-                    outcome=outcome,
-                    now=now,
-                    channel_id=c.call_id,
-                    operator_id=operator_id,
-                    reason=_str(details.get("reason")) or None,
-                    upsell_items=[{"sku": s} for s in _seq(details.get("upsell_items"))],
-                    upsell_amount=amount,
-                    callback_at=ts(lead.callback_at) if lead is not None else None,
-                    callback_mine=bool(details.get("callback_mine")),
-                )
-                learned = (operator_id, order.category, order.campaign_id, str(outcome))
-                value = float(order.amount + amount)
-            else:
-                await self._attempt_outcome(session, order, c, now)
-        if learned is not None and self._metrics is not None:
-            self._metrics.operator_outcome(learned[0], learned[3])
-        if learned is not None and self._on_outcome is not None:
-            operator_id, category, campaign_id, outcome_name = learned
+        order = await session.get(Order, int(c.order_id))
+        if order is None:
+            return None
+        if c.outcome not in DISPOSITIONS:
+            await self._attempt_outcome(session, order, c, now)
+            return None
+        amount = Decimal(str(details.get("upsell_amount") or 0))
+        outcome = Outcome.UPSELL if c.outcome == "confirmed" and amount > 0 else c.outcome
+        lead = c.lead
+        operator_id = _str(details.get("operator_id")) or None
+        await repo.store_outcome(
+            session,
+            order_id=order.id,
+            outcome=outcome,
+            now=now,
+            channel_id=c.call_id,
+            operator_id=operator_id,
+            reason=_str(details.get("reason")) or None,
+            upsell_items=[{"sku": s} for s in _seq(details.get("upsell_items"))],
+            upsell_amount=amount,
+            callback_at=ts(lead.callback_at) if lead is not None else None,
+            callback_mine=bool(details.get("callback_mine")),
+        )
+        learned = _Learned(
+            operator_id=operator_id,
+            category=order.category,
+            campaign_id=order.campaign_id,
+            outcome=str(outcome),
+            value=float(order.amount + amount),
+        )
+        return functools.partial(self._learned, learned)
+
+    def _learned(self, learned: _Learned) -> None:
+        if self._metrics is not None:
+            self._metrics.operator_outcome(learned.operator_id, learned.outcome)
+        if self._on_outcome is not None:
             self._on_outcome(
-                operator_id=operator_id,
-                category=category,
-                campaign_id=campaign_id,
-                outcome=outcome_name,
-                value=value,
+                operator_id=learned.operator_id,
+                category=learned.category,
+                campaign_id=learned.campaign_id,
+                outcome=learned.outcome,
+                value=learned.value,
             )
 
     @staticmethod
@@ -236,46 +317,46 @@ class Store:
             now=now,
         )
 
-    async def _inbound(self, c: cmd.StoreInbound) -> None:
+    @staticmethod
+    async def _inbound(session: AsyncSession, c: cmd.StoreInbound) -> None:
         """Write (or, with the disposition, update) the inbound call's record."""
         ended = ts(c.ended_at)
         entered = ts(c.entered_at)
         assert ended is not None and entered is not None
-        async with self._db.session() as session:
-            order_id = await _order_ref(session, c.order_id)
-            row = await session.get(InboundCallRow, c.call_id)
-            if row is None:
-                row = InboundCallRow(channel_id=c.call_id, entered_at=entered, ended_at=ended)
-                session.add(row)
-            row.line_id = c.line_id
-            row.caller_e164 = c.caller
-            row.order_id = order_id
-            row.priority = c.priority
-            row.connected_at = ts(c.connected_at)
-            row.ended_at = ended
-            row.outcome = c.outcome
-            row.operator_id = c.operator_id
-            row.hangup_cause = c.hangup_cause
-            if c.disposition is not None:
-                row.disposition = c.disposition
+        order_id = await _order_ref(session, c.order_id)
+        row = await session.get(InboundCallRow, c.call_id)
+        if row is None:
+            row = InboundCallRow(channel_id=c.call_id, entered_at=entered, ended_at=ended)
+            session.add(row)
+        row.line_id = c.line_id
+        row.caller_e164 = c.caller
+        row.order_id = order_id
+        row.priority = c.priority
+        row.connected_at = ts(c.connected_at)
+        row.ended_at = ended
+        row.outcome = c.outcome
+        row.operator_id = c.operator_id
+        row.hangup_cause = c.hangup_cause
+        if c.disposition is not None:
+            row.disposition = c.disposition
 
-    async def _transfer(self, c: cmd.StoreTransfer) -> None:
+    @staticmethod
+    async def _transfer(session: AsyncSession, c: cmd.StoreTransfer) -> None:
         requested, at = ts(c.requested_at), ts(c.at)
         assert requested is not None and at is not None
-        async with self._db.session() as session:
-            session.add(
-                CallTransfer(
-                    channel_id=c.call_id,
-                    order_id=await _order_ref(session, c.order_id),
-                    from_operator_id=c.from_operator_id,
-                    to_operator_id=c.to_operator_id,
-                    mode=c.mode,
-                    target=c.target,
-                    reason=c.reason,
-                    requested_at=requested,
-                    at=at,
-                )
+        session.add(
+            CallTransfer(
+                channel_id=c.call_id,
+                order_id=await _order_ref(session, c.order_id),
+                from_operator_id=c.from_operator_id,
+                to_operator_id=c.to_operator_id,
+                mode=c.mode,
+                target=c.target,
+                reason=c.reason,
+                requested_at=requested,
+                at=at,
             )
+        )
 
     async def callback_order(
         self, c: cmd.RequestCallback, *, campaign_id: str, timezone: str, now: float
