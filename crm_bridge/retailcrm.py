@@ -15,6 +15,11 @@ the changes after the last history id stored, and the next call starts after the
 returned. ``page`` is never sent with ``sinceId`` (paging a moving list skips entries); the
 cursor moves instead. For the very first run ``cursor_since(moment)`` starts at a date
 (``filter[startDate]``), and `list_orders` reads existing orders by status.
+
+An inbound caller the database does not know is looked up by ``GET /api/v5/orders`` with
+``filter[customer]`` (the customer's name or phone; the official clients' ``OrderFilter``
+field ``customer``) set to the bare national number, digits every stored form of the number
+contains: see `RetailCrmAdapter.lookup_phone`.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -42,6 +48,15 @@ from crm_bridge.adapter import (
 )
 from crm_bridge.errors import CrmAuthError, CrmProtocolError, CrmRejected
 from crm_bridge.http import CrmHttp, RateLimit, Reply, RetryPolicy, Sleep
+from crm_bridge.intake.regions import RegionDirectory
+from crm_bridge.lookup import (
+    DELIVERY_DAYS,
+    CallerLookup,
+    FoundOrder,
+    Standing,
+    national_digits,
+    same_phone,
+)
 from crm_bridge.masking import mask_phone
 
 log = logging.getLogger(__name__)
@@ -51,6 +66,21 @@ HISTORY_LIMITS = frozenset({20, 50, 100})
 LIST_LIMITS = frozenset({20, 50, 100, 250})
 CALLS_PER_UPLOAD = 50
 _DATE = "%Y-%m-%d %H:%M:%S"
+# RetailCRM's standard status codes: still to be confirmed with the customer ("new" group and
+# the approval steps before the customer's word), and confirmed up to the parcel's delivery.
+OPEN_STATUSES = frozenset({"new", "availability-confirmed", "offer-analog"})
+DELIVERY_STATUSES = frozenset(
+    {
+        "client-confirmed",
+        "prepayed",
+        "send-to-assembling",
+        "assembling",
+        "assembled",
+        "send-to-delivery",
+        "delivering",
+        "redirect",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,6 +101,14 @@ class RetailCrmSettings:
     # Which id `OrderUpdate.external_id` is: RetailCRM's own ("id", what pull_orders
     # returns) or the shop's ("externalId").
     edit_by: Literal["id", "externalId"] = "id"
+    # For an inbound caller: the status codes of an order still to be confirmed and of one
+    # confirmed and on its way ("in-delivery" when created within `delivery_days`).
+    open_statuses: frozenset[str] = OPEN_STATUSES
+    delivery_statuses: frozenset[str] = DELIVERY_STATUSES
+    delivery_days: int = DELIVERY_DAYS
+    # An order item carries no product group: the item property with this code, where the
+    # shop sets one, gives the item's category.
+    category_property: str = "category"
 
     def __post_init__(self) -> None:
         if self.history_limit not in HISTORY_LIMITS:
@@ -90,9 +128,13 @@ class RetailCrmAdapter:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
+        now: Callable[[], float] = time.time,
+        regions: RegionDirectory | None = None,
     ) -> None:
+        """`now` is the clock a caller's "recent" order is judged by (epoch seconds)."""
         self.settings = settings
         self._tz = ZoneInfo(settings.timezone)
+        self._callers = CallerLookup(now=now, delivery_days=settings.delivery_days, regions=regions)
         self.http = CrmHttp(
             crm=NAME,
             base_url=settings.url.rstrip("/") + "/api/v5",
@@ -153,13 +195,11 @@ class RetailCrmAdapter:
             if entry.get("created") and isinstance(order, Mapping) and "id" in order:
                 parsed = self._order(order)
                 orders.setdefault(parsed.external_id, parsed)
-        pagination = body.get("pagination")
-        pages = pagination.get("totalPageCount", 1) if isinstance(pagination, Mapping) else 1
         next_cursor = f"id:{last_id}" if last_id is not None else cursor
         return OrderBatch(
             orders=tuple(orders.values()),
             cursor=next_cursor,
-            more=bool(history) and isinstance(pages, int) and pages > 1,
+            more=bool(history) and _pages(body) > 1,
         )
 
     async def list_orders(self, statuses: Sequence[str], page: int = 1) -> OrderPage:
@@ -172,12 +212,10 @@ class RetailCrmAdapter:
         if self.settings.site:
             params.append(("filter[sites][]", self.settings.site))
         body = self._ok(await self.http.request("GET", "/orders", params=params))
-        pagination = body.get("pagination")
-        total = pagination.get("totalPageCount", 1) if isinstance(pagination, Mapping) else 1
         return OrderPage(
             orders=tuple(self._order(o) for o in _list(body, "orders")),
             page=page,
-            total_pages=int(total) if isinstance(total, int) else 1,
+            total_pages=_pages(body),
         )
 
     def _order(self, order: Mapping[str, Any]) -> CrmOrder:
@@ -185,8 +223,56 @@ class RetailCrmAdapter:
             crm=NAME,
             external_id=str(order["id"]),
             number=str(order["number"]) if order.get("number") is not None else None,
-            data=order_to_intake(order, timezone=self._tz),
+            data=self._intake(order),
         )
+
+    def _intake(self, order: Mapping[str, Any]) -> dict[str, Any]:
+        return order_to_intake(
+            order, timezone=self._tz, category_property=self.settings.category_property
+        )
+
+    # -- inbound callers ---------------------------------------------------------------
+
+    async def lookup_phone(self, phone_e164: str) -> dict[str, Any] | None:
+        """What RetailCRM knows of the caller at `phone_e164`: their latest order still to be
+        confirmed, else their latest order, as `crm_bridge.lookup` describes; None when no
+        order has this number.
+
+        ``GET /orders?filter[customer]=<national number>``; of what it finds, only orders
+        whose phone (the order's, its additional one or the customer's) is the caller's
+        count. The API does not say in which order the list comes, so when there are
+        several pages the first and the last are read: the newest orders are on one of them.
+        """
+        params: list[tuple[str, str | int]] = [
+            ("filter[customer]", national_digits(phone_e164)),
+            ("limit", self.settings.list_limit),
+        ]
+        if self.settings.site:
+            params.append(("filter[sites][]", self.settings.site))
+        orders: dict[object, Mapping[str, Any]] = {}
+        page, pages = 1, 1
+        while page <= pages:
+            reply = await self.http.request("GET", "/orders", params=[*params, ("page", page)])
+            body = self._ok(reply)
+            orders |= {o.get("id"): o for o in _list(body, "orders")}
+            pages = _pages(body)
+            page = pages if page < pages else page + 1  # the first page, then the last
+        found = [
+            FoundOrder(self._intake(o), self._standing(o))
+            for key, o in orders.items()
+            if key is not None and any(same_phone(p, phone_e164) for p in _phones(o))
+        ]
+        answer = self._callers.answer(found)
+        log.info("RetailCRM has %d orders from caller %s", len(found), mask_phone(phone_e164))
+        return answer
+
+    def _standing(self, order: Mapping[str, Any]) -> Standing:
+        status = order.get("status")
+        if status in self.settings.delivery_statuses:
+            return Standing.DELIVERY
+        if status in self.settings.open_statuses:
+            return Standing.OPEN
+        return Standing.CLOSED
 
     # -- outcomes out ------------------------------------------------------------------
 
@@ -318,6 +404,12 @@ class RetailCrmAdapter:
         raise CrmRejected(message or f"HTTP {reply.status}", detail, crm=NAME, status=reply.status)
 
 
+def _pages(body: Mapping[str, Any]) -> int:
+    pagination = body.get("pagination")
+    total = pagination.get("totalPageCount", 1) if isinstance(pagination, Mapping) else 1
+    return total if isinstance(total, int) and total > 0 else 1
+
+
 def _list(body: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
     value = body.get(key)
     if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
@@ -325,9 +417,12 @@ def _list(body: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
     return value
 
 
-def order_to_intake(order: Mapping[str, Any], *, timezone: ZoneInfo) -> dict[str, Any]:
+def order_to_intake(
+    order: Mapping[str, Any], *, timezone: ZoneInfo, category_property: str = "category"
+) -> dict[str, Any]:
     """A RetailCRM order in intake's raw shape. Missing or odd values are passed on as they
-    are (or left out) for intake to judge; this never raises for a mapping with an id."""
+    are (or left out) for intake to judge; this never raises for a mapping with an id. An
+    item's category is its property `category_property`, when it has one."""
     delivery = _mapping(order.get("delivery"))
     address = _mapping(delivery.get("address"))
     name = " ".join(
@@ -337,7 +432,9 @@ def order_to_intake(order: Mapping[str, Any], *, timezone: ZoneInfo) -> dict[str
         "external_id": str(order["id"]),
         "crm": NAME,
         "customer_name": name,
-        "items": [_item(i) for i in order.get("items") or () if isinstance(i, Mapping)],
+        "items": [
+            _item(i, category_property) for i in order.get("items") or () if isinstance(i, Mapping)
+        ],
     }
     created = order.get("createdAt")
     if isinstance(created, str):
@@ -365,7 +462,7 @@ def _mapping(value: object) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def _item(item: Mapping[str, Any]) -> dict[str, Any]:
+def _item(item: Mapping[str, Any], category_property: str) -> dict[str, Any]:
     offer = _mapping(item.get("offer"))
     sku = offer.get("externalId") or offer.get("xmlId") or offer.get("id") or item.get("id")
     out: dict[str, Any] = {
@@ -377,7 +474,28 @@ def _item(item: Mapping[str, Any]) -> dict[str, Any]:
     quantity = out["quantity"]
     if isinstance(quantity, float) and quantity.is_integer():
         out["quantity"] = int(quantity)  # RetailCRM sends 1.0 for one piece
+    category = _property(item.get("properties"), category_property)
+    if category:
+        out["category"] = category
     return out
+
+
+def _property(properties: object, code: str) -> str | None:
+    # Item properties come keyed by code ({"color": {"code", "name", "value"}}); a list of
+    # the same objects is read too.
+    if isinstance(properties, Mapping):
+        properties = list(properties.values())
+    for prop in properties if isinstance(properties, list) else ():
+        if isinstance(prop, Mapping) and prop.get("code") == code:
+            value = prop.get("value")
+            return str(value).strip() if value is not None else None
+    return None
+
+
+def _phones(order: Mapping[str, Any]) -> list[object]:
+    customer = _mapping(order.get("customer"))
+    numbers = [p.get("number") for p in customer.get("phones") or () if isinstance(p, Mapping)]
+    return [order.get("phone"), order.get("additionalPhone"), *numbers]
 
 
 def _customer_phone(customer: object) -> str | None:

@@ -9,7 +9,10 @@ What it reproduces:
 - ``GET /api/v5/orders/history``: entries with increasing ``id``, ``created`` entries carrying
   the whole order, ``filter[sinceId]``/``filter[startDate]``, ``limit`` in {20, 50, 100},
   a ``pagination`` block and ``generatedAt``;
-- ``GET /api/v5/orders`` by ``filter[extendedStatus][]``, ``limit``, ``page``;
+- ``GET /api/v5/orders`` by ``filter[extendedStatus][]``, ``filter[sites][]``,
+  ``filter[customer]`` (a customer's name, e-mail or phone: a query of digits matches every
+  order whose phone, additional phone or customer's phone holds those digits, however the
+  number was typed), ``limit``, ``page``; orders oldest first;
 - ``POST /api/v5/orders/{id}/edit`` with ``by=id|externalId``; edits add history entries;
 - ``POST /api/v5/telephony/calls/upload``: at most 50 calls, each validated, a refused
   request stores nothing, calls with a known ``externalId`` come back in ``duplicateCalls``;
@@ -18,7 +21,8 @@ What it reproduces:
   second.
 
 Switches for tests: `down` (503 to everything), `lose_answers` (process the next N POSTs,
-then answer 503 as a proxy that lost the answer would), and stopping the server itself
+then answer 503 as a proxy that lost the answer would), `hang_s` (hold every answer that
+long, or until `release()`, as an overloaded CRM does), and stopping the server itself
 (connection refused; see `serve.LoopbackServer`).
 
 Guards that are ours, not the CRM's: ``page`` together with ``filter[sinceId]`` is refused
@@ -27,8 +31,11 @@ and recorded in `violations`, because a client doing that can skip entries.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import math
+import re
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -45,7 +52,12 @@ from starlette.routing import Route
 
 DATE = "%Y-%m-%d %H:%M:%S"
 CALL_RESULTS = {"answered", "busy", "failed", "no answer", "not allowed", "unknown"}
-STATUSES = {"new", "client-confirmed", "cancel-other", "prepayed", "no-call", "assembling"}
+# The standard status codes of a new account.
+STATUSES = set(
+    "new availability-confirmed offer-analog client-confirmed prepayed send-to-assembling "
+    "assembling assembled send-to-delivery delivering redirect complete no-call "
+    "cancel-other".split()
+)
 
 
 @dataclass
@@ -64,13 +76,39 @@ class RetailCrmState:
     down: bool = False
     retry_after: str | None = None
     lose_answers: int = 0
+    hang_s: float = 0.0
     violations: list[str] = field(default_factory=list)
     requests: int = 0
     _windows: dict[tuple[str, str], deque[float]] = field(default_factory=dict)
+    _released: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def add_order(self, phone: str, *, created_at: datetime, status: str = "new") -> int:
-        """Create an order as a shop's checkout would; returns its id."""
+    def release(self) -> None:
+        """Answer the requests `hang_s` holds now."""
+        self._released.set()
+
+    def add_order(
+        self,
+        phone: str,
+        *,
+        created_at: datetime,
+        status: str = "new",
+        region: str = "Свердловская область",
+        category: str | None = None,
+        total: int = 990,
+    ) -> int:
+        """Create an order as a shop's checkout would; returns its id. `category` becomes
+        the item's ``category`` property, as a catalogue export with that property sets it."""
         order_id = len(self.orders) + 1
+        item: dict[str, Any] = {
+            "id": order_id * 10,
+            "initialPrice": total,
+            "quantity": 1.0,
+            "offer": {"id": 7, "externalId": "CR-1", "name": "Крем", "displayName": "Крем"},
+        }
+        if category is not None:
+            item["properties"] = {
+                "category": {"code": "category", "name": "Категория", "value": category}
+            }
         order = {
             "id": order_id,
             "number": f"{order_id}A",
@@ -81,16 +119,9 @@ class RetailCrmState:
             "lastName": "Петров",
             "phone": phone,
             "countryIso": "RU",
-            "items": [
-                {
-                    "id": order_id * 10,
-                    "initialPrice": 990,
-                    "quantity": 1.0,
-                    "offer": {"id": 7, "externalId": "CR-1", "name": "Крем", "displayName": "Крем"},
-                }
-            ],
-            "delivery": {"address": {"region": "Свердловская область", "text": "ул. Ленина, 1"}},
-            "totalSumm": 990,
+            "items": [item],
+            "delivery": {"address": {"region": region, "text": "ул. Ленина, 1"}},
+            "totalSumm": total,
         }
         self.orders[order_id] = order
         self._record(order, created=True, when=created_at)
@@ -153,6 +184,9 @@ def fail(status: int, message: str, errors: Mapping[str, str] | None = None) -> 
 def create_app(state: RetailCrmState) -> Starlette:
     async def gate(request: Request, bucket: str) -> JSONResponse | None:
         state.requests += 1
+        if state.hang_s > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(state._released.wait(), state.hang_s)
         if state.down:
             response = fail(503, "Service temporarily unavailable")
             if state.retry_after is not None:
@@ -227,8 +261,17 @@ def create_app(state: RetailCrmState) -> Starlette:
         limit = limit_of(request, {20, 50, 100, 250})
         if isinstance(limit, JSONResponse):
             return limit
-        statuses = set(request.query_params.getlist("filter[extendedStatus][]"))
-        found = [o for o in state.orders.values() if not statuses or o["status"] in statuses]
+        q = request.query_params
+        statuses = set(q.getlist("filter[extendedStatus][]"))
+        sites = set(q.getlist("filter[sites][]"))
+        customer = q.get("filter[customer]", "")
+        found = [
+            o
+            for o in state.orders.values()
+            if (not statuses or o["status"] in statuses)
+            and (not sites or o["site"] in sites)
+            and (not customer or _customer_matches(o, customer))
+        ]
         page = int(request.query_params.get("page", "1"))
         return ok(
             orders=found[(page - 1) * limit : page * limit],
@@ -326,6 +369,16 @@ def create_app(state: RetailCrmState) -> Starlette:
             Route("/api/v5/telephony/call/event", call_event, methods=["POST"]),
         ]
     )
+
+
+def _customer_matches(order: Mapping[str, Any], query: str) -> bool:
+    digits = re.sub(r"\D", "", query)
+    if digits and not re.sub(r"[\d\s()+-]", "", query):
+        phones = [order.get("phone"), order.get("additionalPhone")]
+        phones += [p.get("number") for p in (order.get("customer") or {}).get("phones", [])]
+        return any(digits in re.sub(r"\D", "", str(p)) for p in phones if p)
+    names = [order.get(k) for k in ("lastName", "firstName", "patronymic", "email")]
+    return query.casefold() in " ".join(str(n) for n in names if n).casefold()
 
 
 def _call_errors(i: int, call: Any) -> dict[str, str]:
