@@ -24,11 +24,21 @@ and step (`crm_bridge.redelivery.CallLedger`) and resumes where it stopped, and 
 a call that may be in the portal already it looks it up in the call statistics
 (``voximplant.statistic.get`` by ``EXTERNAL_CALL_ID``, which needs the "Call statistics: view"
 permission): a finished call found there only gets its record attached if it lacks one.
+
+An inbound caller the database does not know is looked up by ``crm.duplicate.findbycomm``
+(``entity_type`` CONTACT, ``type`` PHONE), the portal's duplicate index of normalised numbers
+(``crm.contact.list`` filters phones only by the exact string, as its method page warns). The
+number goes in every form a portal may hold it in (``+7…``, ``7…``, ``8…``, the bare national
+number), then ``crm.deal.list`` by ``@CONTACT_ID`` (the deal's primary contact), newest
+first, gives the deals: see `Bitrix24Adapter.lookup_phone`. A deal has no line items or
+address of its own; a shop that keeps the product category and the delivery region in deal
+fields names them in `Bitrix24Settings.category_field` and `region_field`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -49,7 +59,19 @@ from crm_bridge.adapter import (
 )
 from crm_bridge.errors import CrmAuthError, CrmProtocolError, CrmRejected
 from crm_bridge.http import CrmHttp, RateLimit, Reply, RetryPolicy, Sleep
+from crm_bridge.intake.regions import RegionDirectory
+from crm_bridge.lookup import (
+    DELIVERY_DAYS,
+    CallerLookup,
+    FoundOrder,
+    Standing,
+    search_forms,
+    standing,
+)
+from crm_bridge.masking import mask_phone
 from crm_bridge.redelivery import CHECK_AFTER_S, CallLedger, CallProgress
+
+log = logging.getLogger(__name__)
 
 NAME = "bitrix24"
 PAGE = 50  # what every Bitrix24 list method returns at most
@@ -63,6 +85,9 @@ STATUS_CODES = {
     CallResult.UNKNOWN: "603",
 }
 _AUTH_ERRORS = {"NO_AUTH_FOUND", "INVALID_CREDENTIALS", "expired_token", "invalid_token"}
+_DEAL_FIELDS = ("ID", "TITLE", "OPPORTUNITY", "CONTACT_ID", "DATE_CREATE")
+# A stage's semantics: P in progress, S won, F lost.
+_FINAL_SEMANTICS = frozenset({"S", "F"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,7 +95,13 @@ class Bitrix24Settings:
     """`webhook_url` is the inbound webhook (it carries the key); `user_id` the portal user
     calls are registered for when a call has no operator id; `stages` maps the status an
     `OrderUpdate` names to a deal ``STAGE_ID``; `unmapped` says, per status without a stage,
-    what to configure (it goes into the refusal an admin reads)."""
+    what to configure (it goes into the refusal an admin reads).
+
+    For an inbound caller, a deal is on its way in the stages `stages` gives a confirmation
+    and in `delivery_stages` ("in-delivery" when created within `delivery_days`); closed in
+    a won or lost stage and in the stages of obzvon's other outcomes; else still to be
+    confirmed. `category_field` and `region_field` name the deal fields (``UF_CRM_…``) that
+    hold the product category and the delivery region, if the portal has them."""
 
     webhook_url: str
     user_id: int
@@ -80,6 +111,10 @@ class Bitrix24Settings:
     timeout_s: float = 10.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     check_after_s: float = CHECK_AFTER_S
+    delivery_stages: frozenset[str] = frozenset()
+    delivery_days: int = DELIVERY_DAYS
+    category_field: str | None = None
+    region_field: str | None = None
 
 
 class Bitrix24Adapter:
@@ -94,10 +129,13 @@ class Bitrix24Adapter:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
         now: Callable[[], float] = time.time,
+        regions: RegionDirectory | None = None,
     ) -> None:
-        """`now` is the clock calls' times are compared with (epoch seconds)."""
+        """`now` is the clock calls' times and a caller's "recent" deal are judged by (epoch
+        seconds)."""
         self.settings = settings
         self.ledger = CallLedger(now=now, check_after_s=settings.check_after_s)
+        self._callers = CallerLookup(now=now, delivery_days=settings.delivery_days, regions=regions)
         self.http = CrmHttp(
             crm=NAME,
             base_url=settings.webhook_url.rstrip("/"),
@@ -153,7 +191,7 @@ class Bitrix24Adapter:
             {
                 "order": {"ID": "ASC"},
                 "filter": {">ID": last},
-                "select": ["ID", "TITLE", "OPPORTUNITY", "CONTACT_ID", "DATE_CREATE"],
+                "select": self._select(),
                 # start=-1 skips counting the total: the documented fast way to page by ID.
                 "start": -1,
             },
@@ -168,6 +206,10 @@ class Bitrix24Adapter:
         return OrderBatch(
             orders=orders, cursor=f"id:{max(int(d['ID']) for d in deals)}", more=len(deals) == PAGE
         )
+
+    def _select(self, *extra: str) -> list[str]:
+        fields = (self.settings.category_field, self.settings.region_field)
+        return [*_DEAL_FIELDS, *extra, *(f for f in fields if f)]
 
     async def _contacts(self, deals: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
         ids = sorted({str(d["CONTACT_ID"]) for d in deals if d.get("CONTACT_ID")})
@@ -186,26 +228,77 @@ class Bitrix24Adapter:
     ) -> CrmOrder:
         contact = contacts.get(str(deal.get("CONTACT_ID")), {})
         phones = contact.get("PHONE")
+        item: dict[str, Any] = {
+            "sku": f"deal-{deal['ID']}",
+            "name": str(deal.get("TITLE") or f"Deal {deal['ID']}"),
+            "quantity": 1,
+            "price": deal.get("OPPORTUNITY") or 0,
+        }
         raw: dict[str, Any] = {
             "external_id": str(deal["ID"]),
             "crm": NAME,
             "customer_name": " ".join(
                 str(contact[k]) for k in ("LAST_NAME", "NAME") if contact.get(k)
             ),
-            "items": [
-                {
-                    "sku": f"deal-{deal['ID']}",
-                    "name": str(deal.get("TITLE") or f"Deal {deal['ID']}"),
-                    "quantity": 1,
-                    "price": deal.get("OPPORTUNITY") or 0,
-                }
-            ],
+            "items": [item],
         }
         if deal.get("DATE_CREATE"):
             raw["created_at"] = deal["DATE_CREATE"]  # ISO 8601 with the portal's offset
         if isinstance(phones, list) and phones and isinstance(phones[0], Mapping):
             raw["phone"] = phones[0].get("VALUE")
+        if category := _text(deal, self.settings.category_field):
+            item["category"] = category
+        if region := _text(deal, self.settings.region_field):
+            raw["delivery_region"] = region
         return CrmOrder(crm=NAME, external_id=str(deal["ID"]), number=None, data=raw)
+
+    # -- inbound callers ---------------------------------------------------------------
+
+    async def lookup_phone(self, phone_e164: str) -> dict[str, Any] | None:
+        """What the portal knows of the caller at `phone_e164`: their latest deal still to be
+        confirmed, else their latest deal, as `crm_bridge.lookup` describes; None when no
+        contact has this number or their contacts have no deal.
+
+        ``crm.duplicate.findbycomm`` finds the contacts (the 20 oldest at most), and one
+        ``crm.deal.list`` the 50 newest deals whose contact is one of them.
+        """
+        found = await self.call(
+            "crm.duplicate.findbycomm",
+            {"entity_type": "CONTACT", "type": "PHONE", "values": list(search_forms(phone_e164))},
+        )
+        # An empty list when nothing matches, else {"CONTACT": [ids]}.
+        ids = found.get("CONTACT") if isinstance(found, Mapping) else None
+        deals: list[Mapping[str, Any]] = []
+        if isinstance(ids, list) and ids:
+            page = await self.call(
+                "crm.deal.list",
+                {
+                    "filter": {"@CONTACT_ID": [str(i) for i in ids]},
+                    "order": {"DATE_CREATE": "DESC", "ID": "DESC"},
+                    "select": self._select("STAGE_ID", "STAGE_SEMANTIC_ID"),
+                },
+            )
+            if not isinstance(page, list):
+                raise CrmProtocolError("crm.deal.list did not return a list", crm=NAME)
+            deals = [d for d in page if isinstance(d, Mapping) and d.get("ID") is not None]
+        answer = self._callers.answer(
+            FoundOrder(self._order(d, {}).data, self._standing(d)) for d in deals
+        )
+        log.info(
+            "Bitrix24 has %d contacts and %d deals for caller %s",
+            len(ids) if isinstance(ids, list) else 0,
+            len(deals),
+            mask_phone(phone_e164),
+        )
+        return answer
+
+    def _standing(self, deal: Mapping[str, Any]) -> Standing:
+        return standing(
+            str(deal.get("STAGE_ID") or ""),
+            mapped=self.settings.stages,
+            delivery=self.settings.delivery_stages,
+            final=deal.get("STAGE_SEMANTIC_ID") in _FINAL_SEMANTICS,
+        )
 
     async def update_order(self, update: OrderUpdate) -> None:
         """Move the deal to the mapped stage; a manager comment goes on its timeline."""
@@ -366,6 +459,12 @@ class Bitrix24Adapter:
                 if str(row.get(key) or "") in chunk:
                     found.setdefault(str(row[key]), row)
         return found
+
+
+def _text(deal: Mapping[str, Any], field_: str | None) -> str | None:
+    value = deal.get(field_) if field_ else None
+    text = str(value).strip() if isinstance(value, str | int) else ""
+    return text or None
 
 
 def _iso(moment: datetime) -> str:

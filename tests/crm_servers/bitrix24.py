@@ -3,9 +3,15 @@
 What it reproduces: ``/rest/<user>/<key>/<method>.json`` with JSON bodies; ``{"result": ...,
 "time": {...}}`` answers and ``{"error": ..., "error_description": ...}`` with 400 (401 for a
 wrong key, 503 ``QUERY_LIMIT_EXCEEDED`` when the leaky bucket overflows); ``crm.deal.list``
-with ``filter[>ID]``, ``order``, ``select`` and ``start=-1`` (at most 50); ``crm.contact.list``;
-``crm.deal.update``; ``crm.timeline.comment.add``; the external-call trio; and
-``voximplant.statistic.get``. The external calls behave as the method pages say:
+with ``filter`` by ``>ID`` and by ``CONTACT_ID`` (``@CONTACT_ID`` for a list), ``order`` by
+any field, ``select`` and ``start`` (50 a page, with ``next`` and ``total`` unless ``start``
+is -1); ``crm.contact.list``; ``crm.deal.update`` (a deal's ``STAGE_SEMANTIC_ID`` follows its
+stage: S won, F lost, else P); ``crm.timeline.comment.add``; ``crm.duplicate.findbycomm``
+(``type`` PHONE or EMAIL, up to 20 ``values``, ``entity_type``; a phone matches a contact's
+phone with the same digits, as the portal's duplicate index keeps numbers without punctuation;
+``{"CONTACT": [ids]}`` with at most the 20 oldest, an empty list when nothing matches); the
+external-call trio; and ``voximplant.statistic.get``. The external calls behave as the method
+pages say:
 
 - ``telephony.externalCall.register`` again with the same ``PHONE_NUMBER``, ``TYPE``,
   ``USER_ID``, ``LINE_NUMBER`` and ``EXTERNAL_CALL_ID`` while that call is not finished, within
@@ -22,8 +28,10 @@ with ``filter[>ID]``, ``order``, ``select`` and ``start=-1`` (at most 50); ``crm
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from starlette.applications import Starlette
@@ -53,22 +61,41 @@ class Bitrix24State:
     _level: float = 0.0
     _last: float = field(default_factory=time.monotonic)
 
-    def add_deal(self, phone: str, *, created: str = "2026-01-10T12:00:00+03:00") -> int:
-        contact_id = len(self.contacts) + 1
-        self.contacts[contact_id] = {
-            "ID": str(contact_id),
-            "NAME": "Иван",
-            "LAST_NAME": "Петров",
-            "PHONE": [{"ID": "1", "VALUE_TYPE": "WORK", "VALUE": phone, "TYPE_ID": "PHONE"}],
-        }
+    def add_deal(
+        self,
+        phone: str,
+        *,
+        created: str = "2026-01-10T12:00:00+03:00",
+        stage: str = "NEW",
+        opportunity: str = "990.00",
+        fields: dict[str, Any] | None = None,
+    ) -> int:
+        """A deal with a contact of its own, or the contact that already has `phone` as
+        typed; `fields` are its user fields (``UF_CRM_…``)."""
+        contact_id = next(
+            (i for i, c in self.contacts.items() if c["PHONE"][0]["VALUE"] == phone),
+            len(self.contacts) + 1,
+        )
+        self.contacts.setdefault(
+            contact_id,
+            {
+                "ID": str(contact_id),
+                "NAME": "Иван",
+                "LAST_NAME": "Петров",
+                "PHONE": [{"ID": "1", "VALUE_TYPE": "WORK", "VALUE": phone, "TYPE_ID": "PHONE"}],
+            },
+        )
         deal_id = len(self.deals) + 1
         self.deals[deal_id] = {
             "ID": str(deal_id),
             "TITLE": f"Заказ #{deal_id}",
-            "OPPORTUNITY": "990.00",
+            "OPPORTUNITY": opportunity,
+            "CURRENCY_ID": "RUB",
             "CONTACT_ID": str(contact_id),
             "DATE_CREATE": created,
-            "STAGE_ID": "NEW",
+            "STAGE_ID": stage,
+            "STAGE_SEMANTIC_ID": semantic(stage),
+            **(fields or {}),
         }
         return deal_id
 
@@ -83,6 +110,22 @@ class Bitrix24State:
         return True
 
 
+def semantic(stage: str) -> str:
+    """A stage's STAGE_SEMANTIC_ID, for the standard stages (``C1:WON`` in another pipeline)."""
+    final = stage.rsplit(":", 1)[-1]
+    return "S" if final == "WON" else "F" if final in ("LOSE", "APOLOGY") else "P"
+
+
+def _order_key(value: Any) -> tuple[int, Any]:
+    text = str(value)
+    if text.lstrip("-").isdigit():
+        return (0, int(text))
+    try:
+        return (1, datetime.fromisoformat(text).timestamp())
+    except ValueError:
+        return (2, text)
+
+
 def error(status: int, code: str, description: str) -> JSONResponse:
     return JSONResponse({"error": code, "error_description": description}, status_code=status)
 
@@ -93,10 +136,26 @@ def result(value: Any) -> JSONResponse:
 
 def create_app(state: Bitrix24State) -> Starlette:
     def deal_list(p: dict[str, Any]) -> JSONResponse:
-        after = int(p.get("filter", {}).get(">ID", 0))
-        rows = sorted((d for i, d in state.deals.items() if i > after), key=lambda d: int(d["ID"]))
-        select = p.get("select") or list(rows[0]) if rows else []
-        return result([{k: d[k] for k in select if k in d} for d in rows[:50]])
+        where = p.get("filter") or {}
+        after = int(where.get(">ID", 0))
+        rows = [d for i, d in state.deals.items() if i > after]
+        for key in ("CONTACT_ID", "@CONTACT_ID"):
+            if key in where:
+                wanted = where[key] if isinstance(where[key], list) else [where[key]]
+                rows = [d for d in rows if d["CONTACT_ID"] in {str(v) for v in wanted}]
+        rows.sort(key=lambda d: int(d["ID"]))
+        for by, direction in reversed(list((p.get("order") or {"ID": "ASC"}).items())):
+            descending = str(direction).upper() == "DESC"
+            rows.sort(key=lambda d: _order_key(d.get(by)), reverse=descending)
+        start = int(p.get("start") or 0)
+        select = p.get("select") or (list(rows[0]) if rows else [])
+        chunk = [{k: d[k] for k in select if k in d} for d in rows[max(start, 0) :][:50]]
+        if start < 0:  # no count: the fast way to page by ID
+            return result(chunk)
+        body: dict[str, Any] = {"result": chunk, "total": len(rows)}
+        if start + 50 < len(rows):
+            body["next"] = start + 50
+        return JSONResponse(body)
 
     def contact_list(p: dict[str, Any]) -> JSONResponse:
         ids = {str(i) for i in p.get("filter", {}).get("ID", [])}
@@ -107,7 +166,26 @@ def create_app(state: Bitrix24State) -> Starlette:
         if deal is None:
             return error(400, "", "Not found")
         deal.update(p.get("fields", {}))
+        deal["STAGE_SEMANTIC_ID"] = semantic(deal["STAGE_ID"])
         return result(True)
+
+    def find_by_comm(p: dict[str, Any]) -> JSONResponse:
+        kind, values = p.get("type"), p.get("values")
+        if kind not in ("PHONE", "EMAIL"):
+            return error(400, "", "Parameter 'type' is not defined or invalid")
+        if not isinstance(values, list) or not values:
+            return error(400, "", "Parameter 'values' must be array.")
+        if len(values) > 20:
+            return error(400, "", "Too many values. Maximum allowed is 20.")
+        if p.get("entity_type") not in (None, "CONTACT") or kind != "PHONE":
+            return result([])  # the stand-in keeps phones on contacts only
+        wanted = {re.sub(r"\D", "", str(v)) for v in values} - {""}
+        found = [
+            int(c["ID"])
+            for c in state.contacts.values()
+            if any(re.sub(r"\D", "", str(ph["VALUE"])) in wanted for ph in c["PHONE"])
+        ]
+        return result({"CONTACT": sorted(found)[:20]} if found else [])
 
     def comment_add(p: dict[str, Any]) -> JSONResponse:
         fields = p.get("fields", {})
@@ -196,6 +274,7 @@ def create_app(state: Bitrix24State) -> Starlette:
         "crm.deal.list": deal_list,
         "crm.contact.list": contact_list,
         "crm.deal.update": deal_update,
+        "crm.duplicate.findbycomm": find_by_comm,
         "crm.timeline.comment.add": comment_add,
         "telephony.externalcall.register": register,
         "telephony.externalcall.finish": finish,
