@@ -26,12 +26,20 @@ that may be in amoCRM already is sent (`crm_bridge.redelivery`), the call notes 
 it started are read (``GET /api/v4/{leads,customers,contacts,companies}/notes`` by
 ``filter[note_type]`` and ``filter[updated_at][from]``); a call whose ``uniq`` is among them
 is a duplicate.
+
+An inbound caller the database does not know is looked up by ``GET /api/v4/contacts`` with
+``query`` (a search of every filled field) set to the bare national number, which every
+stored form of the number contains, and ``with=leads``; the contacts whose phone is the
+caller's give their leads, read by ``GET /api/v4/leads?filter[id][]=…``: see
+`AmoCrmAdapter.lookup_phone`. A shop that keeps the product category and the delivery region
+in lead fields names them in `AmoCrmSettings.category_field_id` and `region_field_id`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,11 +60,27 @@ from crm_bridge.adapter import (
 )
 from crm_bridge.errors import CrmAuthError, CrmProtocolError, CrmRejected
 from crm_bridge.http import CrmHttp, RateLimit, Reply, RetryPolicy, Sleep
+from crm_bridge.intake.regions import RegionDirectory
+from crm_bridge.lookup import (
+    DELIVERY_DAYS,
+    CallerLookup,
+    FoundOrder,
+    Standing,
+    national_digits,
+    same_phone,
+    standing,
+)
+from crm_bridge.masking import mask_phone
 from crm_bridge.redelivery import CHECK_AFTER_S, CallLedger
+
+log = logging.getLogger(__name__)
 
 NAME = "amocrm"
 CALLS_PER_REQUEST = 50
 LEADS_PER_REQUEST = 250
+CONTACTS_PER_SEARCH = 50
+# amoCRM's own statuses of every pipeline: 142 won, 143 lost.
+CLOSED_STATUSES = frozenset({142, 143})
 NOTES_PER_REQUEST = 250
 # Where a call may have been written as a note; customers only where the account has them.
 NOTE_ENTITIES = ("leads", "customers", "contacts", "companies")
@@ -79,7 +103,14 @@ CALL_STATUS = {
 class AmoCrmSettings:
     """`statuses` maps the status an `OrderUpdate` names to an amoCRM (pipeline_id,
     status_id) pair; `unmapped` says, per status without one, what to configure (it goes
-    into the refusal an admin reads)."""
+    into the refusal an admin reads).
+
+    For an inbound caller, a lead is on its way in the statuses `statuses` gives a
+    confirmation and in `delivery_statuses` ("in-delivery" when created within
+    `delivery_days`); closed when won or lost (142, 143) and in the statuses of obzvon's
+    other outcomes; else still to be confirmed. `category_field_id` and `region_field_id`
+    are the lead fields that hold the product category and the delivery region, if the
+    account has them."""
 
     url: str
     token: str
@@ -90,6 +121,10 @@ class AmoCrmSettings:
     timeout_s: float = 10.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     check_after_s: float = CHECK_AFTER_S
+    delivery_statuses: frozenset[tuple[int, int]] = frozenset()
+    delivery_days: int = DELIVERY_DAYS
+    category_field_id: int | None = None
+    region_field_id: int | None = None
 
 
 class AmoCrmAdapter:
@@ -104,10 +139,13 @@ class AmoCrmAdapter:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
         now: Callable[[], float] = time.time,
+        regions: RegionDirectory | None = None,
     ) -> None:
-        """`now` is the clock calls' times are compared with (epoch seconds)."""
+        """`now` is the clock calls' times and a caller's "recent" lead are judged by (epoch
+        seconds)."""
         self.settings = settings
         self.ledger = CallLedger(now=now, check_after_s=settings.check_after_s)
+        self._callers = CallerLookup(now=now, delivery_days=settings.delivery_days, regions=regions)
         self.http = CrmHttp(
             crm=NAME,
             base_url=settings.url.rstrip("/") + "/api/v4",
@@ -167,7 +205,7 @@ class AmoCrmAdapter:
         reply = await self.http.request("GET", "/contacts", params=params)
         found: dict[int, tuple[str, str]] = {}
         for contact in _embedded(_ok(reply), "contacts"):
-            phone = _field_value(contact, "PHONE")
+            phone = next(iter(_field_values(contact, code="PHONE")), None)
             if isinstance(contact.get("id"), int) and phone is not None:
                 found[contact["id"]] = (str(contact.get("name") or ""), phone)
         return found
@@ -175,24 +213,76 @@ class AmoCrmAdapter:
     def _order(self, lead: Mapping[str, Any], phones: Mapping[int, tuple[str, str]]) -> CrmOrder:
         contact = _main_contact(lead)
         name, phone = phones.get(contact, ("", None)) if contact is not None else ("", None)
+        item: dict[str, Any] = {
+            "sku": f"lead-{lead['id']}",
+            "name": str(lead.get("name") or f"Lead {lead['id']}"),
+            "quantity": 1,
+            "price": lead.get("price") or 0,
+        }
         raw: dict[str, Any] = {
             "external_id": str(lead["id"]),
             "crm": NAME,
             "customer_name": name,
-            "items": [
-                {
-                    "sku": f"lead-{lead['id']}",
-                    "name": str(lead.get("name") or f"Lead {lead['id']}"),
-                    "quantity": 1,
-                    "price": lead.get("price") or 0,
-                }
-            ],
+            "items": [item],
         }
         if isinstance(lead.get("created_at"), int):
             raw["created_at"] = datetime.fromtimestamp(lead["created_at"], UTC)
         if phone is not None:
             raw["phone"] = phone
+        if category := _first(lead, self.settings.category_field_id):
+            item["category"] = category
+        if region := _first(lead, self.settings.region_field_id):
+            raw["delivery_region"] = region
         return CrmOrder(crm=NAME, external_id=str(lead["id"]), number=None, data=raw)
+
+    # -- inbound callers ---------------------------------------------------------------
+
+    async def lookup_phone(self, phone_e164: str) -> dict[str, Any] | None:
+        """What amoCRM knows of the caller at `phone_e164`: their latest lead still to be
+        confirmed, else their latest lead, as `crm_bridge.lookup` describes; None when no
+        contact has this number or their contacts have no lead.
+
+        ``GET /contacts?query=<national number>&with=leads`` (50 contacts at most; 204 when
+        nothing matches), keeping the contacts one of whose phones is the caller's, then
+        ``GET /leads?filter[id][]=…`` for their 250 newest leads.
+        """
+        params = {"query": national_digits(phone_e164), "with": "leads"}
+        reply = await self.http.request(
+            "GET", "/contacts", params={**params, "limit": CONTACTS_PER_SEARCH}
+        )
+        contacts = [
+            c
+            for c in _embedded(_ok(reply), "contacts", required=False)
+            if any(same_phone(p, phone_e164) for p in _field_values(c, code="PHONE"))
+        ]
+        ids = sorted({i for c in contacts for i in _linked(c, "leads")})[-LEADS_PER_REQUEST:]
+        leads: list[Mapping[str, Any]] = []
+        if ids:
+            query = [("filter[id][]", i) for i in ids] + [("limit", LEADS_PER_REQUEST)]
+            reply = await self.http.request("GET", "/leads", params=query)
+            leads = [
+                lead
+                for lead in _embedded(_ok(reply), "leads", required=False)
+                if isinstance(lead.get("id"), int)
+            ]
+        answer = self._callers.answer(
+            FoundOrder(self._order(lead, {}).data, self._standing(lead)) for lead in leads
+        )
+        log.info(
+            "amoCRM has %d contacts and %d leads for caller %s",
+            len(contacts),
+            len(leads),
+            mask_phone(phone_e164),
+        )
+        return answer
+
+    def _standing(self, lead: Mapping[str, Any]) -> Standing:
+        return standing(
+            (lead.get("pipeline_id"), lead.get("status_id")),
+            mapped=self.settings.statuses,
+            delivery=self.settings.delivery_statuses,
+            final=lead.get("status_id") in CLOSED_STATUSES,
+        )
 
     async def update_order(self, update: OrderUpdate) -> None:
         """Move the lead to the mapped status; a manager comment becomes a note."""
@@ -388,11 +478,36 @@ def _main_contact(lead: Mapping[str, Any]) -> int | None:
     return first["id"] if isinstance(first, Mapping) and isinstance(first.get("id"), int) else None
 
 
-def _field_value(entity: Mapping[str, Any], code: str) -> str | None:
+def _linked(entity: Mapping[str, Any], key: str) -> list[int]:
+    """The ids of the entities `_embedded[key]` links to (``with=leads`` on a contact)."""
+    embedded = entity.get("_embedded")
+    linked = embedded.get(key) if isinstance(embedded, Mapping) else None
+    return [
+        e["id"]
+        for e in (linked if isinstance(linked, list) else ())
+        if isinstance(e, Mapping) and isinstance(e.get("id"), int)
+    ]
+
+
+def _field_values(
+    entity: Mapping[str, Any], *, code: str | None = None, field_id: int | None = None
+) -> list[str]:
+    """The values of the custom field with this `code` (``PHONE``) or `field_id`."""
+    out: list[str] = []
     for field_ in entity.get("custom_fields_values") or ():
-        if isinstance(field_, Mapping) and field_.get("field_code") == code:
+        if not isinstance(field_, Mapping):
+            continue
+        if (code is not None and field_.get("field_code") == code) or (
+            field_id is not None and field_.get("field_id") == field_id
+        ):
             values = field_.get("values")
-            if isinstance(values, list) and values and isinstance(values[0], Mapping):
-                value = values[0].get("value")
-                return str(value) if value is not None else None
-    return None
+            for value in values if isinstance(values, list) else ():
+                if isinstance(value, Mapping) and value.get("value") is not None:
+                    out.append(str(value["value"]))
+    return out
+
+
+def _first(entity: Mapping[str, Any], field_id: int | None) -> str | None:
+    if field_id is None:
+        return None
+    return next((v.strip() for v in _field_values(entity, field_id=field_id) if v.strip()), None)

@@ -1,9 +1,13 @@
 """An amoCRM / Kommo API v4 stand-in, built from the API documentation.
 
 What it reproduces: Bearer authentication (401 problem+json otherwise); JSON bodies;
-``GET /api/v4/leads`` with ``filter[created_at][from]``, ``order[id]``, ``limit`` (at most
-250), ``with=contacts`` and 204 with no body when nothing matches; ``GET /api/v4/contacts``
-by ``filter[id][]`` with the phone in ``custom_fields_values`` (``field_code: PHONE``);
+``GET /api/v4/leads`` with ``filter[created_at][from]``, ``filter[id][]``, ``order[id]``,
+``limit`` (at most 250), ``with=contacts`` and 204 with no body when nothing matches;
+``GET /api/v4/contacts`` by ``filter[id][]`` or ``query`` (a search of the filled fields: a
+query of digits matches a phone holding those digits however it was typed, other text a
+name or a field value), ``with=leads`` (each contact's leads in ``_embedded.leads``) and
+``limit`` (at most 250), 204 when nothing matches, with the phone in
+``custom_fields_values`` (``field_code: PHONE``);
 ``PATCH /api/v4/leads/{id}``; ``POST /api/v4/leads/{id}/notes``; ``POST /api/v4/calls``
 (validation errors as ``validation-errors`` by ``request_id``; a call whose phone matches no
 contact comes back in ``_embedded.errors``; a call is written as a ``call_in``/``call_out``
@@ -19,6 +23,7 @@ update the existing note instead, as some accounts are reported to.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -48,26 +53,59 @@ class AmoCrmState:
     busy_next: int = 0
     _window: deque[float] = field(default_factory=deque)
 
-    def add_lead(self, phone: str, *, created_at: int, price: int = 990) -> int:
-        contact_id = len(self.contacts) + 100
-        self.contacts[contact_id] = {
-            "id": contact_id,
-            "name": "Иван Петров",
-            "custom_fields_values": [
-                {"field_id": 1, "field_code": "PHONE", "values": [{"value": phone}]}
-            ],
-        }
+    def add_lead(
+        self,
+        phone: str,
+        *,
+        created_at: int,
+        price: int = 990,
+        status: tuple[int, int] = (1, 10),
+        fields: dict[int, str] | None = None,
+    ) -> int:
+        """A lead in (pipeline_id, status_id) `status` with `fields` (field_id → value),
+        whose main contact is the one that has `phone` as typed, or a new one."""
+        contact_id = next(
+            (i for i, c in self.contacts.items() if self.phone_of(c) == phone),
+            len(self.contacts) + 100,
+        )
+        self.contacts.setdefault(
+            contact_id,
+            {
+                "id": contact_id,
+                "name": "Иван Петров",
+                "custom_fields_values": [
+                    {"field_id": 1, "field_code": "PHONE", "values": [{"value": phone}]}
+                ],
+            },
+        )
         lead_id = len(self.leads) + 1000
         self.leads[lead_id] = {
             "id": lead_id,
             "name": f"Заказ {lead_id}",
             "price": price,
             "created_at": created_at,
-            "pipeline_id": 1,
-            "status_id": 10,
+            "pipeline_id": status[0],
+            "status_id": status[1],
+            "closed_at": created_at if status[1] in (142, 143) else None,
+            "custom_fields_values": [
+                {"field_id": k, "field_code": None, "values": [{"value": v}]}
+                for k, v in (fields or {}).items()
+            ]
+            or None,
             "_embedded": {"contacts": [{"id": contact_id, "is_main": True}]},
         }
         return lead_id
+
+    @staticmethod
+    def phone_of(contact: dict[str, Any]) -> str:
+        return str(contact["custom_fields_values"][0]["values"][0]["value"])
+
+    def leads_of(self, contact_id: int) -> list[int]:
+        return [
+            lead["id"]
+            for lead in self.leads.values()
+            if any(c["id"] == contact_id for c in lead["_embedded"]["contacts"])
+        ]
 
     def phones(self) -> set[str]:
         return {
@@ -116,6 +154,14 @@ class AmoCrmState:
         return note
 
 
+def _matches(contact: dict[str, Any], query: str) -> bool:
+    values = [str(v["value"]) for f in contact["custom_fields_values"] for v in f["values"]]
+    digits = re.sub(r"\D", "", query)
+    if digits and not re.sub(r"[\d\s()+-]", "", query):
+        return any(digits in re.sub(r"\D", "", v) for v in values)
+    return any(query.casefold() in t.casefold() for t in [contact["name"], *values])
+
+
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
     body = {"title": title, "type": "https://httpstatus.es/" + str(status), "status": status}
     body.update(detail=detail, **extra)
@@ -146,8 +192,13 @@ def create_app(state: AmoCrmState) -> Starlette:
         if limit > 250:
             return problem(400, "Bad Request", "limit must be at most 250")
         since = int(q.get("filter[created_at][from]", "0"))
+        ids = {int(i) for i in q.getlist("filter[id][]")}
         found = sorted(
-            (lead for lead in state.leads.values() if lead["created_at"] >= since),
+            (
+                lead
+                for lead in state.leads.values()
+                if lead["created_at"] >= since and (not ids or lead["id"] in ids)
+            ),
             key=lambda lead: lead["id"],
         )
         page = int(q.get("page", "1"))
@@ -159,10 +210,24 @@ def create_app(state: AmoCrmState) -> Starlette:
     async def contacts(request: Request) -> Response:
         if (refused := gate(request)) is not None:
             return refused
-        ids = {int(i) for i in request.query_params.getlist("filter[id][]")}
-        found = [c for cid, c in state.contacts.items() if cid in ids]
+        q = request.query_params
+        limit = int(q.get("limit", "50"))
+        if limit > 250:
+            return problem(400, "Bad Request", "limit must be at most 250")
+        ids = {int(i) for i in q.getlist("filter[id][]")}
+        query = q.get("query", "")
+        found = [
+            c
+            for cid, c in state.contacts.items()
+            if (not ids or cid in ids) and (not query or _matches(c, query))
+        ][:limit]
         if not found:
             return Response(status_code=204)
+        if "leads" in q.get("with", "").split(","):
+            found = [
+                {**c, "_embedded": {"leads": [{"id": i} for i in state.leads_of(c["id"])]}}
+                for c in found
+            ]
         return JSONResponse({"_page": 1, "_embedded": {"contacts": found}})
 
     async def patch_lead(request: Request) -> Response:
