@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
+from crm_bridge import retailcrm
 from crm_bridge.adapter import CrmAdapter
 from crm_bridge.amocrm import AmoCrmAdapter, AmoCrmSettings
 from crm_bridge.bitrix24 import Bitrix24Adapter, Bitrix24Settings
@@ -44,7 +45,18 @@ def make_adapter(crm: CrmSettings) -> CrmAdapter | None:
     match crm.adapter:
         case "retailcrm":
             assert crm.url is not None  # CrmSettings requires it for this adapter
-            return RetailCrmAdapter(RetailCrmSettings(url=str(crm.url), api_key=key, site=crm.site))
+            lookup = crm.lookup
+            return RetailCrmAdapter(
+                RetailCrmSettings(
+                    url=str(crm.url),
+                    api_key=key,
+                    site=crm.site,
+                    delivery_days=lookup.delivery_days,
+                    category_property=lookup.category_field or "category",
+                    open_statuses=_or(lookup.open_statuses, retailcrm.OPEN_STATUSES),
+                    delivery_statuses=_or(lookup.delivery_statuses, retailcrm.DELIVERY_STATUSES),
+                )
+            )
         case "amocrm":
             assert crm.url is not None
             configured = {
@@ -53,8 +65,21 @@ def make_adapter(crm: CrmSettings) -> CrmAdapter | None:
                 if status is not None
             }
             statuses, unmapped = status_table(configured, key="amocrm_statuses")
+            lookup = crm.lookup
             return AmoCrmAdapter(
-                AmoCrmSettings(url=str(crm.url), token=key, statuses=statuses, unmapped=unmapped)
+                AmoCrmSettings(
+                    url=str(crm.url),
+                    token=key,
+                    statuses=statuses,
+                    unmapped=unmapped,
+                    delivery_statuses=frozenset(
+                        (int(p), int(s))
+                        for p, _, s in (x.partition(":") for x in lookup.delivery_statuses or ())
+                    ),
+                    delivery_days=lookup.delivery_days,
+                    category_field_id=_field_id(lookup.category_field),
+                    region_field_id=_field_id(lookup.region_field),
+                )
             )
         case "bitrix24":
             assert crm.url is not None
@@ -66,6 +91,10 @@ def make_adapter(crm: CrmSettings) -> CrmAdapter | None:
                     user_id=crm.bitrix24_user_id,
                     stages=stages,
                     unmapped=unmapped,
+                    delivery_stages=frozenset(crm.lookup.delivery_statuses or ()),
+                    delivery_days=crm.lookup.delivery_days,
+                    category_field=crm.lookup.category_field,
+                    region_field=crm.lookup.region_field,
                 )
             )
         case "webhook":
@@ -75,6 +104,14 @@ def make_adapter(crm: CrmSettings) -> CrmAdapter | None:
             )
         case _:
             return None
+
+
+def _or(configured: tuple[str, ...] | None, default: frozenset[str]) -> frozenset[str]:
+    return default if configured is None else frozenset(configured)
+
+
+def _field_id(value: str | None) -> int | None:
+    return int(value) if value is not None else None  # digits: checked by CrmSettings
 
 
 def relay_statuses(crm: CrmSettings) -> Mapping[str, str | None]:

@@ -208,6 +208,26 @@ class Bitrix24Stages(_Table):
     unreached: BitrixStage | None = None
 
 
+class CrmLookupSettings(_Table):
+    """How an inbound caller the database does not know is read from the CRM's orders.
+
+    `category_field` / `region_field`: where the CRM keeps an order's product category and
+    delivery region (RetailCRM: the item property's code, "category" by default, the region
+    comes from the delivery address; Bitrix24: deal fields such as ``UF_CRM_CATEGORY``;
+    amoCRM: lead field ids). `open_statuses` (RetailCRM) are the status codes of an order
+    still to be confirmed; `delivery_statuses` those of one confirmed and on its way
+    (RetailCRM status codes, Bitrix24 ``STAGE_ID``s, amoCRM ``"pipeline_id:status_id"``),
+    "in-delivery" when created in the last `delivery_days` days. Unset: each adapter's
+    defaults (docs/crm.md).
+    """
+
+    category_field: str | None = None
+    region_field: str | None = None
+    open_statuses: tuple[str, ...] | None = None
+    delivery_statuses: tuple[str, ...] | None = None
+    delivery_days: Annotated[int, Field(ge=1)] = 14
+
+
 class CrmSettings(_Table):
     """The shop's CRM: where orders come from and outcomes go to.
 
@@ -228,16 +248,37 @@ class CrmSettings(_Table):
     amocrm_statuses: AmoCrmStatuses = Field(default_factory=AmoCrmStatuses)
     bitrix24_stages: Bitrix24Stages = Field(default_factory=Bitrix24Stages)
     bitrix24_user_id: Annotated[int, Field(ge=1)] = 1
+    lookup: CrmLookupSettings = Field(default_factory=CrmLookupSettings)
 
     @model_validator(mode="after")
     def _adapter_needs(self) -> CrmSettings:
         missing = [k for k in _CRM_REQUIRES.get(self.adapter, ()) if getattr(self, k) is None]
         if missing:
             raise FieldProblems([(k, f"required for adapter {self.adapter!r}") for k in missing])
+        if self.adapter == "amocrm":
+            problems = _amocrm_lookup_problems(self.lookup)
+            if problems:
+                raise FieldProblems(problems)
         if self.webhook_secret is not None and len(self.webhook_secret.get_secret_value()) < 16:
             # it signs orders posted to us: a short one can be guessed
             raise FieldProblems([("webhook_secret", "must have at least 16 characters")])
         return self
+
+
+def _amocrm_lookup_problems(lookup: CrmLookupSettings) -> list[tuple[str, str]]:
+    """amoCRM names fields by number and statuses by pipeline and status ids."""
+    problems = [
+        (f"lookup.{key}", "must be an amoCRM field id (digits)")
+        for key in ("category_field", "region_field")
+        if (value := getattr(lookup, key)) is not None and not value.isdigit()
+    ]
+    for status in lookup.delivery_statuses or ():
+        pipeline, _, status_id = status.partition(":")
+        if not (pipeline.isdigit() and status_id.isdigit()):
+            problems.append(
+                ("lookup.delivery_statuses", f"{status!r} must be 'pipeline_id:status_id'")
+            )
+    return problems
 
 
 class RetryPolicy(_Table):
