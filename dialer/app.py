@@ -35,6 +35,7 @@ from dialer.crm_factory import first_cursor, intake_rules, make_adapter, relay_s
 from dialer.daemon import Daemon
 from dialer.engine import events as ev
 from dialer.engine.engine import DialerEngine
+from dialer.engine.scheduling import Lead
 from dialer.events_schema import floor_snapshot, publish_campaign_stats
 from dialer.http.app import create_app
 from dialer.http.schemas import Principal
@@ -48,10 +49,9 @@ from dialer.recordings import RecordingLinks, keep_recordings, recordings_router
 from dialer.relay import OutboxRelay
 from dialer.reports import reports_router, today_by_category
 from dialer.settings_map import campaign_rules, operator_profile, routing_policy
-from dialer.storage import repo
 from dialer.storage.db import Database
 from dialer.storage.migrate import upgrade_async
-from dialer.store import Store, lead_of
+from dialer.store import NewOrder, Store
 from dialer.telephony import AmiTranslator, DialSettings
 from pbx.channels import ChannelTracker
 from pbx.client import AmiClient
@@ -87,12 +87,12 @@ class Runtime:
         """Store an order as given (`repo.add_order`'s fields, without intake's rules: for
         simulated shops and tests) and hand it to the engine at once; returns its id."""
         now = self.clock.now()
-        at = datetime.fromtimestamp(now, UTC)
-        async with self.db.session() as session:
-            order = await repo.add_order(session, created_at=at, now=at, **fields)
-            lead = lead_of(order)
+        lead = await self.daemon.write(NewOrder(fields, now))  # in the writer's turn
+        if isinstance(lead, Exception):
+            raise lead
+        assert isinstance(lead, Lead)
         await self.daemon.submit(ev.OrderArrived(lead=lead, now=now))
-        return order.id
+        return int(lead.order_id)
 
 
 def inbound_lines(settings: Settings) -> tuple[dict[str, LineRules], dict[str, str]]:
