@@ -271,14 +271,21 @@ class Daemon:
                     await self._store([pending])
                 return
             results = [exc]
-        for pending, error in zip(run, results, strict=True):
+        for pending, result in zip(run, results, strict=True):
             if pending.done is not None:
                 if not pending.done.done():
-                    pending.done.set_result(error)
-            elif error is not None:
-                log.error("database write failed: %s", error, exc_info=error)
+                    pending.done.set_result(result)
+            elif isinstance(result, Exception):
+                log.error("database write failed: %s", result, exc_info=result)
 
-    def _write(self, write: Write) -> None:
+    async def write(self, write: Write) -> object:
+        """Have the writer store `write` in its turn; its result, or the database's refusal
+        (an `Exception`, returned, not raised)."""
+        done: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        await self._writes.put(_Pending(write, done))
+        return await done
+
+    def _write_later(self, write: Write) -> None:
         self._writes.put_nowait(_Pending(write))
 
     # -- commands ---------------------------------------------------------------------------
@@ -323,7 +330,7 @@ class Daemon:
                     )
                     self._spawn(self.ami.setvar(action), f"position-{command.call_id}")
             case cmd.StoreInbound() | cmd.StoreTransfer():
-                self._write(command)
+                self._write_later(command)
             case cmd.RequestCallback():
                 self._writes.put_nowait(functools.partial(self._callback_order, command))
             case cmd.PlayAbandon():
@@ -344,7 +351,7 @@ class Daemon:
                         f"hangup-{command.call_id}",
                     )
             case cmd.StoreAttempt() | cmd.StoreOutcome():
-                self._write(command)
+                self._write_later(command)
             case cmd.ScreenPop():
                 self._spawn(self._screen_pop(command), f"screen-pop-{command.call_id}")
             case cmd.MissingDisposition():
@@ -408,10 +415,8 @@ class Daemon:
         )
 
     async def _originate(self, command: cmd.Originate) -> None:
-        stored: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
-        await self._writes.put(_Pending(StartAttempt(command, self.clock.now()), stored))
-        exc = await stored
-        if exc is not None:
+        exc = await self.write(StartAttempt(command, self.clock.now()))
+        if isinstance(exc, Exception):
             # The row is the guard against dialling twice: without it, no call.
             log.error("not dialling %s: %s", mask_phone(command.phone), exc)
             await self._inbox.put(
@@ -494,10 +499,10 @@ class _Stop(Exception):
 
 @dataclass(frozen=True, slots=True)
 class _Pending:
-    """A write for the writer; `done` (if any) is told the database's refusal, or None."""
+    """A write for the writer; `done` (if any) is told its result or the database's refusal."""
 
     write: Write
-    done: asyncio.Future[Exception | None] | None = None
+    done: asyncio.Future[object] | None = None
 
 
 # The writer's queue: writes it batches, and jobs it runs in their turn (a callback order).

@@ -18,7 +18,7 @@ pops, the hopper at start-up) use `Database.reading()` and never wait for the wr
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -51,8 +51,26 @@ class StartAttempt:
     now: float
 
 
+@dataclass(frozen=True, slots=True)
+class NewOrder:
+    """An order stored as given (`repo.add_order`'s fields, no intake rules), as at `now`; its
+    result is the order's `Lead`."""
+
+    fields: Mapping[str, Any]
+    now: float
+
+
 # What the daemon's writer hands to `Store.write_many`.
-Write = StartAttempt | cmd.StoreAttempt | cmd.StoreOutcome | cmd.StoreInbound | cmd.StoreTransfer
+Write = (
+    StartAttempt
+    | NewOrder
+    | cmd.StoreAttempt
+    | cmd.StoreOutcome
+    | cmd.StoreInbound
+    | cmd.StoreTransfer
+)
+# What `_write` gives back: the write's result, and what to do once it is committed.
+_Written = tuple[object, Callable[[], None] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,47 +144,59 @@ class Store:
             raise TypeError(f"Store cannot apply {type(command).__name__}")
         await self._one(command)
 
-    async def write_many(self, writes: Sequence[Write]) -> list[Exception | None]:
+    async def write_many(self, writes: Sequence[Write]) -> list[object]:
         """Store `writes` in order in one transaction (one commit for many: the daemon's writer
         keeps up at tens of calls a second), each in a savepoint of its own: a write the
-        database refuses is undone alone and its error returned in its place, the others are
-        kept. If the transaction itself fails, that error is raised and nothing is kept."""
-        results: list[Exception | None] = []
+        database refuses is undone alone and its error (an `Exception`) is returned in its
+        place, the others are kept and give their result (a `Lead` for a `NewOrder`, else
+        None). If the transaction itself fails, that error is raised and nothing is kept."""
+        results: list[object] = []
         after: list[Callable[[], None]] = []
         async with self._db.session() as session:
             for write in writes:
                 try:
                     async with session.begin_nested():
-                        done = await self._write(session, write)
+                        result, done = await self._write(session, write)
                 except Exception as exc:  # reported to the caller, in the write's place
                     results.append(exc)
                 else:
-                    results.append(None)
+                    results.append(result)
                     if done is not None:
                         after.append(done)
         for hook in after:  # metrics and learning hear only of what was committed
             hook()
         return results
 
-    async def _one(self, write: Write) -> None:
-        [error] = await self.write_many([write])
-        if error is not None:
-            raise error
+    async def add_order(self, write: NewOrder) -> Lead:
+        """Store an order (in a transaction of its own); returns its lead."""
+        lead = await self._one(write)
+        assert isinstance(lead, Lead)
+        return lead
 
-    async def _write(self, session: AsyncSession, write: Write) -> Callable[[], None] | None:
-        """Write one item in `session`; returns what to do once it is committed, if anything."""
+    async def _one(self, write: Write) -> object:
+        [result] = await self.write_many([write])
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    async def _write(self, session: AsyncSession, write: Write) -> _Written:
+        """Write one item in `session`: its result, and what to do once it is committed."""
         match write:
             case StartAttempt():
-                return await self._start(session, write)
+                return None, await self._start(session, write)
+            case NewOrder():
+                at = datetime.fromtimestamp(write.now, UTC)
+                order = await repo.add_order(session, created_at=at, now=at, **write.fields)
+                return lead_of(order), None
             case cmd.StoreAttempt():
-                return await self._attempt(session, write)
+                return None, await self._attempt(session, write)
             case cmd.StoreOutcome():
-                return await self._outcome(session, write)
+                return None, await self._outcome(session, write)
             case cmd.StoreInbound():
                 await self._inbound(session, write)
             case cmd.StoreTransfer():
                 await self._transfer(session, write)
-        return None
+        return None, None
 
     async def _start(self, session: AsyncSession, s: StartAttempt) -> Callable[[], None] | None:
         command, at = s.command, ts(s.now)
