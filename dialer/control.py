@@ -122,6 +122,12 @@ class DaemonControl:
         )
         await self._run(event, call_id=call_id)
 
+    async def decide_transfer(self, operator_id: str, call_id: str, complete: bool) -> None:
+        event = ev.TransferDecision(
+            call_id=call_id, operator_id=operator_id, complete=complete, now=self._now()
+        )
+        await self._run(event, call_id=call_id)
+
     async def _run(self, event: ev.Event, *, call_id: str | None = None) -> None:
         try:
             await self._submit(event)

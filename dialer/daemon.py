@@ -314,6 +314,21 @@ class Daemon:
                     )
                 else:
                     self._redirect(command.call_id, dialplan.CONTEXT_CONNECT, exten)
+            case cmd.Consult():
+                self._consult(command)
+            case cmd.BridgeToOperator():
+                customer = self._channel(command.call_id)
+                leg = self.translator.operator_channel(command.call_id, command.operator_id)
+                if customer is None or leg is None:
+                    log.warning("call %s: nothing to bridge (the call has ended)", command.call_id)
+                else:
+                    bridge = ami.Bridge(channel1=customer, channel2=leg)
+                    self._spawn(self.ami.bridge(bridge), f"bridge-{command.call_id}")
+            case cmd.HangupOperatorLeg():
+                leg = self.translator.operator_channel(command.call_id, command.operator_id)
+                if leg is not None:
+                    hangup = ami.Hangup(channel=leg, cause=cmd.NORMAL_CLEARING)
+                    self._spawn(self.ami.hangup(hangup), f"hangup-leg-{command.call_id}")
             case cmd.HoldCustomer():
                 self._redirect(command.call_id, dialplan.CONTEXT_INBOUND, dialplan.EXTEN_HOLD)
             case cmd.OfferCallback():
@@ -382,6 +397,25 @@ class Daemon:
                 self.bus.publish(topic, payload)
             case _:
                 log.error("no handler for command %s", type(command).__name__)
+
+    def _consult(self, command: cmd.Consult) -> None:
+        """The customer to music on hold and the operator's leg to the colleague, in one
+        Redirect (the two leave their bridge together)."""
+        customer = self._channel(command.call_id)
+        leg = self.translator.operator_channel(command.call_id, command.operator_id)
+        if customer is None or leg is None:
+            log.warning("call %s: no live channels to consult from", command.call_id)
+            return
+        action = ami.Redirect(
+            channel=customer,
+            context=dialplan.CONTEXT_INBOUND,
+            exten=dialplan.EXTEN_HOLD,
+            extra_channel=leg,
+            extra_context=dialplan.CONTEXT_CONSULT,
+            extra_exten=endpoint_exten(command.endpoint),
+            extra_priority=1,
+        )
+        self._spawn(self.ami.redirect(action), f"consult-{command.call_id}")
 
     def _channel(self, call_id: str) -> str | None:
         """The customer's channel of the call (the one whose Uniqueid is the ChannelId), never

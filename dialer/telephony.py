@@ -58,6 +58,13 @@ class AmiTranslator:
     _registered: dict[str, bool] = field(default_factory=dict)
     incoming: list[IncomingCall] = field(default_factory=list)
 
+    def operator_channel(self, call_id: str, operator_id: str) -> str | None:
+        """The live channel of `operator_id`'s phone in the call, if any."""
+        for channel in sorted(self.tracker.channels_of(call_id)):
+            if self.operators.get(endpoint_of(channel)) == operator_id:
+                return channel
+        return None
+
     def take_incoming(self) -> list[IncomingCall]:
         """The callers announced since the last call, oldest first."""
         taken, self.incoming = self.incoming, []
@@ -100,6 +107,9 @@ class AmiTranslator:
             return []
         if not call or call not in self.tracker.tracked():
             return []
+        if event.user_event == dialplan.USEREVENT_CONSULT_ENDED:
+            status = headers.get("DialStatus", "").strip().upper()
+            return [ev.ConsultEnded(call_id=call, dial_status=status, now=now)]
         if event.user_event == dialplan.USEREVENT_CALLBACK:
             accepted = headers.get("Accepted", "").strip().lower() == "yes"
             return [ev.CallbackChoice(call_id=call, accepted=accepted, now=now)]

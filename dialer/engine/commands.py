@@ -26,9 +26,12 @@ from dialer.engine.errors import InvalidCommand
 from dialer.engine.scheduling import Lead
 
 __all__ = [
+    "BridgeToOperator",
     "Command",
     "ConnectToOperator",
+    "Consult",
     "HangupCall",
+    "HangupOperatorLeg",
     "HoldCustomer",
     "MissingDisposition",
     "OfferCallback",
@@ -268,6 +271,43 @@ class OfferCallback(Command):
 
     def __post_init__(self) -> None:
         _need(self, "call_id")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Consult(Command):
+    """An attended transfer: the customer to music on hold and, at the same time, the
+    operator's own leg to ring the colleague's `endpoint` (the dialplan's consult context)."""
+
+    call_id: str
+    operator_id: str
+    colleague_id: str
+    endpoint: str
+
+    def __post_init__(self) -> None:
+        _need(self, "call_id", "operator_id", "colleague_id", "endpoint")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BridgeToOperator(Command):
+    """Bridge the customer with the operator's leg of the call (the colleague an attended
+    transfer hands them to, or the operator who called the consultation off)."""
+
+    call_id: str
+    operator_id: str
+
+    def __post_init__(self) -> None:
+        _need(self, "call_id", "operator_id")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HangupOperatorLeg(Command):
+    """Hang up the operator's leg of the call (an operator an attended transfer is done with)."""
+
+    call_id: str
+    operator_id: str
+
+    def __post_init__(self) -> None:
+        _need(self, "call_id", "operator_id")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

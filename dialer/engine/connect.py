@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from acd.board import OperatorBoard, OperatorView
-from acd.routing import RoutingPolicy, eligible
+from acd.routing import RoutingPolicy, RoutingRequest, eligible
 from acd.states import OperatorState
 from dialer.engine.book import CallBook
 from dialer.engine.campaign import CampaignRules
@@ -93,10 +93,7 @@ class Connector:
             self._connect(session, self._board.get(reserved), now, out)
             return True
         request = self._desk.request_for(session, now)
-        if request.widened:
-            pool = [v for v in self._board.all() if eligible(request, v)]
-        else:
-            pool = self._board.free(session.campaign_id, request.category)
+        pool = self.pool(request)
         # Within the 2-second budget nobody is rung twice; a caller on hold may come back to
         # an operator, just not to the one who has just let them ring out.
         tried = session.operators_tried if budgeted(session) else session.operators_tried[-1:]
@@ -107,6 +104,18 @@ class Connector:
         self._board.reserve(chosen.id, session.call_id, now)
         self._connect(session, chosen, now, out)
         return True
+
+    def pool(self, request: RoutingRequest) -> list[OperatorView]:
+        """The operators free to take `request` now (its campaign's, or its widened pool)."""
+        if request.widened:
+            return [v for v in self._board.all() if eligible(request, v)]
+        return self._board.free(request.campaign_id, request.category)
+
+    def choose(
+        self, request: RoutingRequest, candidates: list[OperatorView], now: float
+    ) -> OperatorView | None:
+        """The routing policy's pick among `candidates`."""
+        return self._router.choose(request, candidates, now)
 
     def _connect(
         self, session: CallSession, view: OperatorView, now: float, out: list[Command]

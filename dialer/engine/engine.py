@@ -48,6 +48,7 @@ from dialer.engine.events import (
     CampaignPaused,
     CampaignResumed,
     ConnectFailed,
+    ConsultEnded,
     CustomerAnswered,
     CustomerHungUp,
     CustomerRinging,
@@ -65,6 +66,7 @@ from dialer.engine.events import (
     OrderArrived,
     OriginateResult,
     Tick,
+    TransferDecision,
     TransferRequested,
 )
 from dialer.engine.flow import CallFlow, hour_of_day
@@ -158,6 +160,8 @@ class DialerEngine:
             InboundCall: self._inbound_call,
             CallbackChoice: self._callback_choice,
             TransferRequested: self._transfer,
+            TransferDecision: flow.consults.decide,
+            ConsultEnded: self._consult_ended,
             OperatorLogin: self._operator_login,
             OperatorReady: self._operator_ready,
             OperatorPause: self._operator_pause,
@@ -240,9 +244,16 @@ class DialerEngine:
             self._flow.stale += 1
 
     def _transfer(self, ev: TransferRequested, out: list[Command]) -> None:
+        if ev.mode == "attended":
+            self._flow.consults.start(ev, out)
+            return
         session = self._flow.desk.transfer(ev, out)
         if not self._flow.connector.offer(session, ev.now, out):
             out.append(HoldCustomer(call_id=session.call_id))
+
+    def _consult_ended(self, ev: ConsultEnded, out: list[Command]) -> None:
+        if not self._flow.consults.ended(ev, out):
+            self._flow.stale += 1
 
     def _dial(self, rules: CampaignRules, now: float, out: list[Command]) -> None:
         if self._draining or rules.id in self._paused or rules.inbound is not None:

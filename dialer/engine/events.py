@@ -29,6 +29,7 @@ __all__ = [
     "CampaignPaused",
     "CampaignResumed",
     "ConnectFailed",
+    "ConsultEnded",
     "CustomerAnswered",
     "CustomerHungUp",
     "CustomerRinging",
@@ -47,6 +48,7 @@ __all__ = [
     "OrderArrived",
     "OriginateResult",
     "Tick",
+    "TransferDecision",
     "TransferRequested",
 ]
 
@@ -351,14 +353,16 @@ class CallbackChoice(CallEvent):
     accepted: bool
 
 
-TRANSFER_MODES: Final = ("blind",)
+TRANSFER_MODES: Final = ("blind", "attended")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TransferRequested(CallEvent):
     """An operator hands their customer on: to a colleague qualified for `category` (None:
     anyone on the line) or, with `supervisor`, to a supervisor; `reason` is kept on the call
-    (e.g. "qualification insufficient")."""
+    (e.g. "qualification insufficient"). ``mode="blind"`` puts the customer in line for the
+    colleague at once; ``"attended"`` first connects the operator to a colleague free now while
+    the customer holds (`TransferDecision` then completes or calls it off)."""
 
     operator_id: str
     category: str | None = None
@@ -374,3 +378,25 @@ class TransferRequested(CallEvent):
             raise InvalidEvent(f"mode must be one of {modes}, not {self.mode!r}")
         if self.category is not None:
             _need(self.category, "category")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransferDecision(CallEvent):
+    """The operator consulting a colleague (an attended transfer) hands the customer over
+    (`complete`) or takes them back."""
+
+    operator_id: str
+    complete: bool
+
+    def _check(self) -> None:
+        _need(self.call_id, "call_id")
+        _need(self.operator_id, "operator_id")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsultEnded(CallEvent):
+    """The operator's consultation leg is over (the dialplan's consult event): the colleague
+    did not answer (`dial_status` NOANSWER, BUSY, CHANUNAVAIL...) or, with ANSWER, the
+    colleague's side ended (they hung up, or were handed the customer)."""
+
+    dial_status: str

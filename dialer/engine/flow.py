@@ -22,8 +22,15 @@ from acd.states import OperatorState
 from dialer.engine.abandon import AbandonLedger
 from dialer.engine.book import CallBook
 from dialer.engine.campaign import AttemptOutcome, CampaignRules
-from dialer.engine.commands import Command, HangupCall, MissingDisposition, PlayAbandon
+from dialer.engine.commands import (
+    Command,
+    HangupCall,
+    HangupOperatorLeg,
+    MissingDisposition,
+    PlayAbandon,
+)
 from dialer.engine.connect import HOLDING, Connector
+from dialer.engine.consult import Consultations
 from dialer.engine.errors import OperatorActionRejected, UnknownCall
 from dialer.engine.events import (
     ORIGINATE_ANSWERED,
@@ -95,12 +102,20 @@ class CallFlow:
         self._connector = Connector(
             rules=rules, board=board, router=router, book=book, desk=self._desk
         )
+        self._consults = Consultations(
+            board=board, book=book, desk=self._desk, connector=self._connector
+        )
         self.stale = 0
 
     @property
     def desk(self) -> InboundDesk:
         """The part that queues inbound callers and transferred customers."""
         return self._desk
+
+    @property
+    def consults(self) -> Consultations:
+        """The part that runs attended transfers."""
+        return self._consults
 
     @property
     def connector(self) -> Connector:
@@ -160,7 +175,9 @@ class CallFlow:
         if session is None:
             return
         session.hangup_cause = ev.cause
-        if session.state is CallState.CONNECTED:
+        if session.state is CallState.CONSULTING:
+            self._consults.customer_left(session, ev.now, out)
+        if session.state in (CallState.CONNECTED, CallState.CONSULTING):
             self._end_talk(session, Trigger.CUSTOMER_HUNG_UP, ev.now, out)
             return
         if session.direction == INBOUND or session.transfer is not None:
@@ -191,6 +208,11 @@ class CallFlow:
         connector.serve_waiting(ev.now, out)
 
     def operator_answered(self, ev: OperatorAnswered, out: list[Command]) -> None:
+        consulting = self._book.get(ev.call_id)
+        if consulting is not None and consulting.state is CallState.CONSULTING:
+            if not self._consults.answered(consulting, ev.operator_id, ev.now, out):
+                self.stale += 1
+            return
         session = self._fits(ev.call_id, Trigger.OPERATOR_ANSWERED, ev.operator_id)
         if session is None:
             return
@@ -205,6 +227,14 @@ class CallFlow:
         self._publish_call(session, out)
 
     def operator_hung_up(self, ev: OperatorHungUp, out: list[Command]) -> None:
+        consulting = self._book.get(ev.call_id)
+        if (
+            consulting is not None
+            and consulting.state is CallState.CONSULTING
+            and consulting.operator_id == ev.operator_id
+        ):
+            self._consults.operator_left(consulting, ev.operator_id, ev.now, out)
+            return
         session = self._fits(ev.call_id, Trigger.OPERATOR_HUNG_UP, ev.operator_id)
         if session is not None:
             self._end_talk(session, Trigger.OPERATOR_HUNG_UP, ev.now, out)
@@ -349,6 +379,12 @@ class CallFlow:
             if self._connector.holds(operator_id, session, frozenset({OperatorState.TALKING})):
                 self._board.hung_up(operator_id, now)
             self.publish_operator(operator_id, out)
+        if any(t.mode == "attended" for t in session.transfers):
+            # A party the PBX bridged on our word goes back to its dialplan when the bridge
+            # ends (music on hold, a consultation's wait): nobody is left on a dead line.
+            out.append(HangupCall(call_id=session.call_id))
+            if operator_id is not None:
+                out.append(HangupOperatorLeg(call_id=session.call_id, operator_id=operator_id))
         if session.direction == INBOUND:
             out.append(self._desk.record(session, "connected", now))
         else:

@@ -223,21 +223,24 @@ class InboundDesk:
 
     # -- transfers --------------------------------------------------------------------------
 
-    def transfer(self, ev: TransferRequested, out: list[Command]) -> CallSession:
-        """The operator's customer goes back in line for the target; the operator to wrap-up.
-        Refused (nothing changed) unless the call is the operator's and connected. The caller
-        offers the session at once and puts the customer on hold only if nobody took it."""
+    def transferable(self, ev: TransferRequested) -> CallSession:
+        """The operator's connected call that `ev` hands on; refused (`OperatorActionRejected`,
+        nothing changed) unless the call is theirs and connected."""
         session = self._book.get(ev.call_id)
         if session is None or session.operator_id != ev.operator_id:
             raise OperatorActionRejected(f"call {ev.call_id} is not operator {ev.operator_id}'s")
-        if not session.can(Trigger.TRANSFER):
+        if session.state is not CallState.CONNECTED:
             raise OperatorActionRejected(
                 f"call {ev.call_id} is {session.state}: only a connected call can be transferred"
             )
         if ev.supervisor and not any(v.profile.supervisor for v in self._board.all()):
             raise OperatorActionRejected("no supervisor is on the floor to take the call")
-        session.apply(Trigger.TRANSFER, ev.now)
-        session.transfer = Transfer(
+        return session
+
+    @staticmethod
+    def pending(ev: TransferRequested) -> Transfer:
+        """The transfer `ev` asks for, before anyone takes the customer."""
+        return Transfer(
             from_operator_id=ev.operator_id,
             requested_at=ev.now,
             mode=ev.mode,
@@ -245,17 +248,32 @@ class InboundDesk:
             supervisor=ev.supervisor,
             reason=ev.reason,
         )
-        session.line_since = ev.now
+
+    def transfer(self, ev: TransferRequested, out: list[Command]) -> CallSession:
+        """The operator's customer goes back in line for the target; the operator to wrap-up.
+        Refused (nothing changed) unless the call is the operator's and connected. The caller
+        offers the session at once and puts the customer on hold only if nobody took it."""
+        session = self.transferable(ev)
+        session.apply(Trigger.TRANSFER, ev.now)
+        session.transfer = self.pending(ev)
+        self.requeue(session, ev.operator_id, ev.now, out)
+        return session
+
+    def requeue(
+        self, session: CallSession, operator_id: str, now: float, out: list[Command]
+    ) -> None:
+        """The customer of a transfer joins the line; the operator who handed them on leaves
+        the call for wrap-up."""
+        session.line_since = now
         session.operators_tried.clear()
-        view = self._board.get(ev.operator_id)
+        view = self._board.get(operator_id)
         if view.call_id == session.call_id:
-            self._board.hung_up(ev.operator_id, ev.now)
-        self._book.unassign(session, ev.operator_id)
+            self._board.hung_up(operator_id, now)
+        self._book.unassign(session, operator_id)
         session.operator_id = None
-        out.append(operator_published(self._board.get(ev.operator_id)))
+        out.append(operator_published(self._board.get(operator_id)))
         self._book.join_line(session)
         out.append(call_published(session))
-        return session
 
     def transfer_done(self, session: CallSession, operator_id: str | None, now: float) -> Command:
         """The colleague answered (or, with None, the customer left first): the record."""

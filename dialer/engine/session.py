@@ -16,7 +16,10 @@ operator took the call).
 An inbound call starts answered: queued → answered-waiting (the caller hears music on hold; no
 connect budget, the line's queue rules apply) and then runs the same path; a caller who takes
 the callback offer ends in callback-requested. A transfer sends a connected customer back to
-answered-waiting, now waiting for the colleague the ACD chooses.
+answered-waiting, now waiting for the colleague the ACD chooses. An attended transfer first
+consults: the customer holds while their operator talks to the colleague the ACD chose
+(consulting); completing it or calling it off (or a colleague who does not answer) brings the
+call back to connected, with the colleague or with the operator again.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ __all__ = [
     "TRANSITIONS",
     "CallSession",
     "CallState",
+    "Consultation",
     "Step",
     "Transfer",
     "Trigger",
@@ -51,6 +55,7 @@ class CallState(StrEnum):
     ANSWERED_WAITING = "answered-waiting"
     CONNECTING = "connecting"
     CONNECTED = "connected"
+    CONSULTING = "consulting"
     WRAP_UP = "wrap-up"
     DISPOSITION_OVERDUE = "disposition-overdue"
     DONE = "done"
@@ -87,6 +92,8 @@ class Trigger(StrEnum):
     INBOUND = "inbound"
     TRANSFER = "transfer"
     CALLBACK = "callback"
+    CONSULT = "consult"
+    CONSULT_DONE = "consult-done"
 
 
 _S = CallState
@@ -141,6 +148,15 @@ TRANSITIONS: Final[Mapping[CallState, Mapping[Trigger, CallState]]] = MappingPro
                 _T.CUSTOMER_HUNG_UP: _S.WRAP_UP,
                 _T.OPERATOR_HUNG_UP: _S.WRAP_UP,
                 _T.TRANSFER: _S.ANSWERED_WAITING,
+                _T.CONSULT: _S.CONSULTING,
+            }
+        ),
+        _S.CONSULTING: MappingProxyType(
+            {
+                _T.CONSULT_DONE: _S.CONNECTED,
+                _T.CUSTOMER_HUNG_UP: _S.WRAP_UP,
+                # the operator left while consulting: the customer waits for a colleague
+                _T.TRANSFER: _S.ANSWERED_WAITING,
             }
         ),
         _S.WRAP_UP: MappingProxyType(
@@ -155,7 +171,15 @@ TERMINAL_STATES: Final = frozenset(set(CallState) - set(TRANSITIONS))
 """States a session never leaves; every one but DONE is a failed attempt."""
 
 LIVE_STATES: Final = frozenset(
-    {_S.DIALING, _S.RINGING, _S.SCREENING, _S.ANSWERED_WAITING, _S.CONNECTING, _S.CONNECTED}
+    {
+        _S.DIALING,
+        _S.RINGING,
+        _S.SCREENING,
+        _S.ANSWERED_WAITING,
+        _S.CONNECTING,
+        _S.CONNECTED,
+        _S.CONSULTING,
+    }
 )
 """States in which the call holds a channel on the PBX."""
 
@@ -186,6 +210,14 @@ class Transfer:
     to_operator_id: str | None = None
 
 
+@dataclass(slots=True)
+class Consultation:
+    """An attended transfer under way: the colleague the ACD chose, and whether they picked up."""
+
+    colleague_id: str
+    answered: bool = False
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Step:
     """One transition a session made, for its history."""
@@ -212,6 +244,7 @@ class CallSession:
         "callback_offered",
         "campaign_id",
         "connected_at",
+        "consult",
         "direction",
         "ended_at",
         "hangup_cause",
@@ -261,6 +294,7 @@ class CallSession:
         self.callback_offered = False
         self.transfer: Transfer | None = None  # the pending transfer, while waiting for it
         self.transfers: list[Transfer] = []  # every transfer made on the call, in order
+        self.consult: Consultation | None = None  # an attended transfer's consultation
 
     @property
     def finished(self) -> bool:

@@ -10,7 +10,7 @@ acts only on themself and their own calls. Errors are JSON: ``{"errors": [{"fiel
 
 import re
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -135,6 +135,16 @@ def create_app(
         if len(call_id) > 64:
             raise Forbidden("no such call of yours", field="call_id")
         await control.transfer(who.id, call_id, body)
+        return {"status": "accepted"}
+
+    @app.post("/api/calls/{call_id}/transfer/{decision}", status_code=202)
+    async def transfer_decision(
+        call_id: str, decision: Literal["complete", "cancel"], who: Me
+    ) -> dict[str, str]:
+        """An attended transfer: hand the customer to the colleague, or take them back."""
+        if len(call_id) > 64:
+            raise Forbidden("no such call of yours", field="call_id")
+        await control.decide_transfer(who.id, call_id, decision == "complete")
         return {"status": "accepted"}
 
     return app

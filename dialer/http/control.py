@@ -58,3 +58,8 @@ class Control(Protocol):
         """Hand the operator's connected customer on (Forbidden if not theirs, Conflict if the
         call is not connected or no supervisor is on the floor)."""
         ...
+
+    async def decide_transfer(self, operator_id: str, call_id: str, complete: bool) -> None:
+        """Complete or call off the operator's attended transfer (Forbidden if not theirs,
+        Conflict if there is no consultation, or the colleague has not answered yet)."""
+        ...

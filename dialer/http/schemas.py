@@ -71,9 +71,11 @@ class DispositionIn(Strict):
 class TransferIn(Strict):
     """Hand the customer on: to a colleague qualified for `category`, or to a supervisor
     (``"supervisor": true``, e.g. reason "qualification insufficient"). Without either, to
-    any free colleague of the line."""
+    any free colleague of the line. ``"mode": "attended"`` first connects the operator to a
+    colleague free now while the customer holds; then ``/transfer/complete`` or
+    ``/transfer/cancel``."""
 
-    mode: Literal["blind"] = "blind"
+    mode: Literal["blind", "attended"] = "blind"
     category: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[\w-]+$")
     supervisor: bool = False
     reason: str = Field(default="", max_length=500, pattern=_NO_CONTROL_CHARS)
