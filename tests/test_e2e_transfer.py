@@ -140,6 +140,7 @@ async def test_an_attended_transfer_is_handed_over_or_called_off_over_ami(
                 await eventually(lambda: f.rt.board.get("2003").state.value == "ready")
                 await eventually(lambda: _legs_of(f.sim, "PJSIP/2003") == 0)
                 assert f.rt.engine.call(second).operator_id == "2002"  # type: ignore[union-attr]
+
                 async def stored() -> bool:
                     async with f.rt.db.session() as s:
                         rows = list(await s.scalars(select(CallTransfer)))
