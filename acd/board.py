@@ -8,7 +8,7 @@ It never reads a clock: wrap-ups end only when the driver calls `expire_wrapups(
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
@@ -173,6 +173,9 @@ class OperatorBoard:
         self.occupancy_window_s = occupancy_window_s
         self._ops: dict[str, _Operator] = {}
         self._by_endpoint: dict[str, str] = {}
+        # who is in each state, kept as they move: a floor of 500 is read on every decision
+        self._in_state: dict[OperatorState, dict[str, _Operator]] = {s: {} for s in OperatorState}
+        self._rank: dict[str, int] = {}  # the order operators were added in
 
     # --- membership -------------------------------------------------------------------------
 
@@ -189,8 +192,11 @@ class OperatorBoard:
                 f"endpoint {profile.endpoint!r} already belongs to operator "
                 f"{self._by_endpoint[profile.endpoint]!r}"
             )
-        self._ops[profile.id] = _Operator(profile, now, self.occupancy_window_s)
+        op = _Operator(profile, now, self.occupancy_window_s)
+        self._ops[profile.id] = op
         self._by_endpoint[profile.endpoint] = profile.id
+        self._rank[profile.id] = len(self._rank)
+        self._in_state[op.state][profile.id] = op
 
     def set_registered(self, endpoint: str, registered: bool, now: float) -> None:
         """Record whether `endpoint` is registered; the operator's state is unchanged.
@@ -328,13 +334,19 @@ class OperatorBoard:
         That is: READY, registered, working in the campaign and qualified for the category
         (`OperatorProfile.serves`), in the order they were added.
         """
+        ready = self._in_state[OperatorState.READY]
+        ids = sorted(ready, key=self._rank.__getitem__) if len(ready) > 1 else list(ready)
         return [
             op.view()
-            for op in self._ops.values()
-            if op.state is OperatorState.READY
-            and op.registered
-            and op.profile.serves(campaign_id, category)
+            for op in map(ready.__getitem__, ids)
+            if op.registered and op.profile.serves(campaign_id, category)
         ]
+
+    def in_states(self, states: Iterable[OperatorState]) -> list[OperatorView]:
+        """Snapshots of the operators in `states`, in the order they were added."""
+        found = [op for state in states for op in self._in_state[state].values()]
+        found.sort(key=lambda op: self._rank[op.profile.id])
+        return [op.view() for op in found]
 
     def statistics(self, now: float) -> BoardStatistics:
         """A snapshot for metrics; see `BoardStatistics`."""
@@ -373,11 +385,12 @@ class OperatorBoard:
         # next_state raises before anything is touched: an illegal action changes nothing.
         self._enter(op, next_state(op.profile.id, op.state, action), now, pause_reason)
 
-    @staticmethod
     def _enter(
-        op: _Operator, state: OperatorState, now: float, pause_reason: str | None = None
+        self, op: _Operator, state: OperatorState, now: float, pause_reason: str | None = None
     ) -> None:
         op.timeline.enter(state, now)
+        del self._in_state[op.state][op.profile.id]
+        self._in_state[state][op.profile.id] = op
         op.state = state
         op.since = now
         op.pause_reason = pause_reason if state is OperatorState.PAUSED else None

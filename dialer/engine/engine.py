@@ -337,9 +337,9 @@ class DialerEngine:
 
     def _busy_operators(self, campaign_id: str, now: float) -> tuple[BusyOperator, ...]:
         busy: list[BusyOperator] = []
-        for view in self._board.all():
-            phase = _PHASES.get(view.state)
-            if phase is None or campaign_id not in view.profile.campaigns:
+        for view in self._board.in_states(_PHASES):
+            phase = _PHASES[view.state]
+            if campaign_id not in view.profile.campaigns:
                 continue
             session = self._book.get(view.call_id) if view.call_id is not None else None
             started = view.since
