@@ -18,8 +18,13 @@ S = OperatorState
 @settings(max_examples=150, deadline=None)
 @given(
     steps=st.lists(
-        st.tuples(st.integers(0, 5), st.sampled_from(sorted(DO, key=str)), st.booleans()),
-        max_size=80,
+        st.tuples(
+            st.integers(0, 2),
+            st.sampled_from(sorted(DO, key=str)),
+            st.sampled_from([True, True, True, False]),
+        ),
+        min_size=20,
+        max_size=120,
     )
 )
 def test_the_state_index_agrees_with_a_scan_of_the_floor(
@@ -28,7 +33,7 @@ def test_the_state_index_agrees_with_a_scan_of_the_floor(
     # free() and in_states() read an index kept as operators move; after any sequence of
     # actions (illegal ones refused) they must give what scanning every operator gives.
     board = OperatorBoard()
-    ids = [f"op{i}" for i in range(6)]
+    ids = [f"op{i}" for i in range(3)]
     for i, op_id in enumerate(ids):
         board.add(profile(op_id, endpoint=f"10{i:02d}"), 0.0)
     for t, (who, action, registered) in enumerate(steps, start=1):
