@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from acd.performance import PerformanceBook
 from dialer.learning import Learning
 from dialer.storage.db import Database
@@ -42,3 +44,29 @@ async def test_outcomes_are_learned_stored_and_read_back_after_a_restart(
     after = again.book.estimate("1001", "cosmetics", NOW)
     assert after.mean == before.mean and after.trials == before.trials
     assert after.trials == 20 and after.successes == 15
+
+
+async def test_each_save_writes_what_changed_and_the_table_stays_whole(database: Database) -> None:
+    clock = [NOW]
+
+    async def sleep(_: float) -> None:
+        await asyncio.sleep(0)
+
+    first = Learning(book=PerformanceBook(), db=database, now=lambda: clock[0], sleep=sleep)
+    for op in ("1001", "1002", "1003"):
+        first.outcome(
+            operator_id=op, category="cosmetics", campaign_id="confirm",
+            outcome="confirmed", value=1000.0,
+        )  # fmt: skip
+    written = await first.save()
+    assert written == 6  # three operators, each over all campaigns and in "confirm"
+    clock[0] = NOW + 60
+    first.outcome(
+        operator_id="1002", category="cosmetics", campaign_id="confirm",
+        outcome="rejected", value=0.0,
+    )  # fmt: skip
+    assert await first.save() == 2  # only operator 1002's cells changed
+    again = Learning(book=PerformanceBook(), db=database, now=lambda: clock[0], sleep=sleep)
+    assert await again.load() == 6
+    for op, trials in (("1001", 1), ("1002", 2), ("1003", 1)):  # decayed over a minute
+        assert again.book.estimate(op, "cosmetics", NOW + 60).trials == pytest.approx(trials, 1e-3)
