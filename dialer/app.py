@@ -49,11 +49,10 @@ from dialer.recordings import RecordingLinks, keep_recordings, recordings_router
 from dialer.relay import OutboxRelay
 from dialer.reports import reports_router, today_by_category
 from dialer.settings_map import campaign_rules, operator_profile, routing_policy
-from dialer.storage.db import Database, in_memory
+from dialer.storage.db import Database
 from dialer.storage.migrate import upgrade_async
 from dialer.store import NewOrder, Store
 from dialer.telephony import AmiTranslator, DialSettings
-from dialer.writer import WriterThread
 from pbx.channels import ChannelTracker
 from pbx.client import AmiClient
 from pbx.commands import Hangup as AmiHangup
@@ -161,23 +160,13 @@ async def open_runtime(
         )
         registry = CollectorRegistry(auto_describe=False)
         operator_times = OperatorTimes(registry, now=clock.now)
-        metrics = EventMetrics(registry)
-
-        def make_store(database: Database) -> Store:
-            return Store(
-                database,
-                now=clock.now,
-                ami_server=server.name,
-                on_outcome=learning.outcome,
-                metrics=metrics,
-            )
-
-        store = make_store(db)
-        writer = None
-        if not in_memory(settings.database.url):  # a second connection would see another one
-            writer = await stack.enter_async_context(
-                WriterThread(settings.database.url, make_store)
-            )
+        store = Store(
+            db,
+            now=clock.now,
+            ami_server=server.name,
+            on_outcome=learning.outcome,
+            metrics=EventMetrics(registry),
+        )
         ami = await stack.enter_async_context(
             AmiClient(
                 host=server.host,
@@ -207,7 +196,6 @@ async def open_runtime(
             ),
             tick_s=tick_s,
             on_command=on_command,
-            store_many=writer.store_many if writer is not None else None,
         )
         crm = make_adapter(settings.crm)
         if crm is not None:

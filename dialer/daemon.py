@@ -30,7 +30,7 @@ from dialer.clock import Clock
 from dialer.engine import commands as cmd
 from dialer.engine import events as ev
 from dialer.engine.engine import DialerEngine
-from dialer.store import StartAttempt, Store, Stored, Write
+from dialer.store import StartAttempt, Store, Write
 from dialer.telephony import (
     AmiTranslator,
     DialSettings,
@@ -83,7 +83,6 @@ class Daemon:
         lines: Mapping[str, LineRules] | None = None,
         callers: CallerDirectory | None = None,
         callback_campaigns: Mapping[str, str] | None = None,
-        store_many: Callable[[Sequence[Write]], Awaitable[Stored]] | None = None,
     ) -> None:
         self.engine = engine
         self.ami = ami_client
@@ -98,8 +97,6 @@ class Daemon:
         self.callers = callers
         self.callback_campaigns = dict(callback_campaigns or {})  # line → outbound campaign
         self._on_command = on_command
-        # where batches are written: the store on this loop, or a `dialer.writer.WriterThread`
-        self._store_many = store_many or store.store_many
         self._inbox: asyncio.Queue[tuple[ev.Event, asyncio.Future[None] | None]] = asyncio.Queue(
             INBOX_SIZE
         )
@@ -267,16 +264,13 @@ class Daemon:
         if not run:
             return
         try:
-            stored = await self._store_many([p.write for p in run])
+            results = await self.store.write_many([p.write for p in run])
         except Exception as exc:
             if len(run) > 1:  # the transaction failed: one at a time, keep what can be kept
                 for pending in run:
                     await self._store([pending])
                 return
-            results: list[object] = [exc]
-        else:
-            stored.announce()  # metrics and learning live on this loop
-            results = stored.results
+            results = [exc]
         for pending, result in zip(run, results, strict=True):
             if pending.done is not None:
                 if not pending.done.done():

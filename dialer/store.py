@@ -74,19 +74,6 @@ _Written = tuple[object, Callable[[], None] | None]
 
 
 @dataclass(frozen=True, slots=True)
-class Stored:
-    """What `Store.store_many` committed: each write's result (or refusal), and what metrics
-    and learning are to hear of it (`announce`, on the thread they live on)."""
-
-    results: list[object]
-    after: list[Callable[[], None]]
-
-    def announce(self) -> None:
-        for hook in self.after:
-            hook()
-
-
-@dataclass(frozen=True, slots=True)
 class _Learned:
     """An operator's outcome, for the metrics and the routing's book once it is stored."""
 
@@ -163,13 +150,6 @@ class Store:
         database refuses is undone alone and its error (an `Exception`) is returned in its
         place, the others are kept and give their result (a `Lead` for a `NewOrder`, else
         None). If the transaction itself fails, that error is raised and nothing is kept."""
-        stored = await self.store_many(writes)
-        stored.announce()
-        return stored.results
-
-    async def store_many(self, writes: Sequence[Write]) -> Stored:
-        """`write_many` without telling metrics and learning: the caller calls
-        `Stored.announce()`, on its own thread (see `dialer.writer`)."""
         results: list[object] = []
         after: list[Callable[[], None]] = []
         async with self._db.session() as session:
@@ -183,7 +163,9 @@ class Store:
                     results.append(result)
                     if done is not None:
                         after.append(done)
-        return Stored(results, after)  # metrics and learning hear only of what was committed
+        for hook in after:  # metrics and learning hear only of what was committed
+            hook()
+        return results
 
     async def add_order(self, write: NewOrder) -> Lead:
         """Store an order (in a transaction of its own); returns its lead."""

@@ -31,12 +31,6 @@ SQLITE_BUSY_TIMEOUT_MS = 5000
 READ_ONLY = "obzvon_read_only"
 
 
-def in_memory(url: str) -> bool:
-    """Whether `url` is a SQLite database in memory: one per connection, not shareable."""
-    parsed = make_url(url)
-    return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
-
-
 def make_engine(url: str, **options: Any) -> AsyncEngine:
     """An async engine for `url`, set up the way obzvon needs it on either database.
 
