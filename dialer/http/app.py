@@ -68,7 +68,8 @@ def create_app(
             body["field"] = exc.field
         return JSONResponse(body, status_code=exc.status)
 
-    def principal(
+    # async: FastAPI runs a plain function dependency on a worker thread, a hop per request
+    async def principal(
         creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Principal:
         who = control.authenticate(creds.credentials) if creds else None

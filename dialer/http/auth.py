@@ -19,7 +19,7 @@ unknown token and 403 for a role without the permission, in the API's ``{"error"
 # time, and they are built inside `require()`.
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Final
@@ -83,10 +83,10 @@ _bearer = HTTPBearer(auto_error=False)
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def authenticated(authenticate: Authenticate) -> Callable[..., Principal]:
+def authenticated(authenticate: Authenticate) -> Callable[..., Awaitable[Principal]]:
     """A dependency returning the request's principal; 401 without a valid bearer token."""
 
-    def principal(creds: Credentials) -> Principal:
+    async def principal(creds: Credentials) -> Principal:  # on the loop, not a worker thread
         who = authenticate(creds.credentials) if creds is not None else None
         if who is None:
             raise Unauthorized("missing or invalid bearer token")
@@ -95,10 +95,12 @@ def authenticated(authenticate: Authenticate) -> Callable[..., Principal]:
     return principal
 
 
-def require(authenticate: Authenticate, permission: Permission) -> Callable[..., Principal]:
+def require(
+    authenticate: Authenticate, permission: Permission
+) -> Callable[..., Awaitable[Principal]]:
     """A dependency returning the principal if their role grants `permission`, else 403."""
 
-    def permitted(creds: Credentials) -> Principal:
+    async def permitted(creds: Credentials) -> Principal:  # on the loop, not a worker thread
         who = authenticate(creds.credentials) if creds is not None else None
         if who is None:
             raise Unauthorized("missing or invalid bearer token")
