@@ -87,9 +87,12 @@ class AmiTranslator:
                 self.connecting.pop(call, None)
                 return [ev.OperatorAnswered(call_id=call, operator_id=op, now=now)]
         if isinstance(event, Hangup):
+            # The call is forgotten with its last channel: an operator's leg left behind by the
+            # customer's hang-up (an attended transfer's) can still be found and hung up.
+            if not self.tracker.channels_of(call):
+                self.tracker.forget(call)
             if event.uniqueid == call:
                 self.connecting.pop(call, None)
-                self.tracker.forget(call)
                 return [ev.CustomerHungUp(call_id=call, cause=event.cause, now=now)]
             op = self.operators.get(endpoint_of(event.channel))
             if op is not None:

@@ -24,6 +24,7 @@ from dialer.engine.events import (
     DispositionOutcome,
     OperatorAnswered,
     OperatorHungUp,
+    Tick,
     TransferDecision,
     TransferRequested,
 )
@@ -198,3 +199,14 @@ def test_an_attended_transfer_needs_a_colleague_free_now() -> None:
 def test_a_consultation_to_a_category_goes_to_a_qualified_colleague() -> None:
     d = Desk(ops("a:confirm", "b:confirm:only=health", "lead:confirm:sup:only=gadgets"))
     _consulting(d, supervisor=False, category="health")
+
+
+def test_a_consultation_nobody_reports_on_is_called_off_after_a_minute() -> None:
+    d = Desk(ops("a:confirm", "b:confirm", "lead:confirm:sup"))
+    call = _consulting(d)  # consulting since 60 s
+    d.engine.handle(Tick(now=d.at(100)))
+    assert _state(d, call) == "consulting"
+    out = d.engine.handle(Tick(now=d.at(121)))
+    assert [b.operator_id for b in of(BridgeToOperator, out)] == ["a"]
+    assert _state(d, call) == "connected"
+    assert d.board.get("lead").state is OperatorState.READY

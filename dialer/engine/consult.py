@@ -16,6 +16,7 @@ leg; the session is *consulting*. From there:
   (`ConsultEnded` before an answer; a miss for the colleague, as for any routed call they let
   ring): the customer is bridged with the operator again and the colleague is free;
 - the customer hangs up: the operator wraps the call up, both legs are hung up;
+- nothing is heard of an unanswered colleague for `UNANSWERED_LIMIT_S`: called off, as above;
 - the operator's leg goes away: the customer waits in line for the colleague's skill, as in a
   blind transfer.
 
@@ -41,6 +42,9 @@ from dialer.engine.session import CallSession, CallState, Consultation, Trigger
 __all__ = ["Consultations"]
 
 ANSWERED: Final = "ANSWER"
+# The dialplan reports a colleague who does not pick up after their ring timeout (15 s); a
+# consultation still unanswered this long lost that report (or its Redirect): called off.
+UNANSWERED_LIMIT_S: Final = 60.0
 
 
 class Consultations:
@@ -72,7 +76,7 @@ class Consultations:
         self._board.ringing(chosen.id, ev.now)
         self._book.assign(session, chosen.id)
         session.apply(Trigger.CONSULT, ev.now)
-        session.consult = Consultation(colleague_id=chosen.id)
+        session.consult = Consultation(colleague_id=chosen.id, started_at=ev.now)
         out.append(
             Consult(
                 call_id=session.call_id,
@@ -145,6 +149,18 @@ class Consultations:
             )
             return True
         return False
+
+    def tick(self, now: float, out: list[Command]) -> None:
+        """Call off consultations whose colleague never answered and never was reported."""
+        for session in list(self._book):
+            consult = session.consult
+            if (
+                session.state is CallState.CONSULTING
+                and consult is not None
+                and not consult.answered
+                and now - consult.started_at >= UNANSWERED_LIMIT_S
+            ):
+                self._take_back(session, now, out, missed=False)
 
     def customer_left(self, session: CallSession, now: float, out: list[Command]) -> None:
         """The customer hung up while on hold: the operator wraps up, both legs are hung up."""

@@ -228,6 +228,7 @@ class DialerEngine:
         self._flow.abandon_overdue(ev.now, out)
         self._flow.connector.serve_waiting(ev.now, out)
         self._flow.desk.tick(ev.now, out)
+        self._flow.consults.tick(ev.now, out)
         for rules in self._rules.values():
             self._dial(rules, ev.now, out)
 

@@ -215,6 +215,7 @@ class Consultation:
     """An attended transfer under way: the colleague the ACD chose, and whether they picked up."""
 
     colleague_id: str
+    started_at: float
     answered: bool = False
 
 
