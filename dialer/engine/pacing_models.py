@@ -10,7 +10,8 @@
 - `HandleTimeModel`: the joint distribution of (talk, wrap-up) from finished calls, blended with
   a lognormal prior, answering "what is the probability that an operator in this phase, this
   far into the call, is free within h seconds?" by conditioning on the call having lasted
-  that long (an empirical survival estimate).
+  that long (an empirical survival estimate), and "how many of these busy operators are
+  freed between one horizon and the next?" (`freed`).
 
 All three are plain state: no clock, no randomness, memory bounded by `max_samples`.
 """
@@ -18,18 +19,26 @@ All three are plain state: no clock, no randomness, memory bounded by `max_sampl
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["AnswerRateModel", "DurationModel", "HandleTimeModel", "norm_cdf"]
+from dialer.engine.pacing import BusyOperator
+
+__all__ = ["AnswerRateModel", "DurationModel", "FreedOperators", "HandleTimeModel", "norm_cdf"]
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 
 _STD_NORMAL: Final = NormalDist()
 _PRIOR_POINTS: Final = 40
+# The FFT behind `HandleTimeModel.freed` is long enough that more frees in one interval have
+# less than this chance (a Chernoff bound): an order under where the risk arithmetic cuts.
+_FOLDED_TAIL: Final = 1e-13
 
 
 def _decay(dt: float, half_life_s: float) -> float:
@@ -172,6 +181,13 @@ class HandleTimeModel:
     has not (talk <= elapsed < talk + wrap-up), and for ``ringing`` nothing (the call has not
     started). Results are cached per phase and `elapsed_step_s` of elapsed time until `rebuild`
     takes in new samples.
+
+    `freed(busy)` groups operators by that cache's key and gives, for each interval between
+    consecutive horizons, the distribution of the number freed in it: a Poisson-binomial sum
+    of one Bernoulli per operator, by its characteristic function (the operators' generating
+    functions at the roots of unity, multiplied as a weighted sum of logarithms, then one
+    inverse FFT). Each key's logarithms are cached with its row, so a decision costs one
+    weighted sum over the keys in use.
     """
 
     def __init__(
@@ -205,6 +221,7 @@ class HandleTimeModel:
         self._all_w: FloatArray = self._prior_w
         self._mean_end = float(np.average(self._prior_end, weights=self._prior_w))
         self._cache: dict[tuple[str, int], FloatArray] = {}
+        self._generating = _GeneratingFunctions()
         self.rebuild()
 
     @property
@@ -237,17 +254,35 @@ class HandleTimeModel:
         self._all_talk, self._all_end, self._all_w = talk[order], end[order], w[order]
         self._mean_end = float(np.average(end, weights=w))
         self._cache.clear()
+        self._generating.clear()
         self._dirty = False
 
     def free_within(self, phase: str, elapsed_s: float) -> FloatArray:
         """P(free within each horizon), given the phase and the time since the call started."""
-        if phase == "ringing":
-            bucket = 0
-        else:
-            bucket = int(elapsed_s // self._step)
-        key = (phase, bucket)
+        return self._row((phase, 0 if phase == "ringing" else int(elapsed_s // self._step)))
+
+    def freed(self, busy: Iterable[BusyOperator]) -> FreedOperators:
+        """These operators' `free_within` rows, once per distinct row, and how many are freed.
+
+        `per_interval[k, x]` is the probability that x of them become free between horizon
+        k - 1 and horizon k (k = 0: within the first), each operator independently.
+        """
+        counts: dict[tuple[str, int], int] = {}
+        step = self._step
+        for b in busy:
+            key = (b.phase, 0 if b.phase == "ringing" else int(b.elapsed_s // step))
+            counts[key] = counts.get(key, 0) + 1
+        keys = list(counts)
+        many = np.array([counts[k] for k in keys], dtype=np.int64)
+        rows = np.array([self._row(k) for k in keys]).reshape(len(keys), self._horizons.shape[0])
+        steps = np.clip(np.diff(rows, axis=1, prepend=0.0), 0.0, 1.0)
+        per_interval = self._generating.counts(keys, steps, many)
+        return FreedOperators(free_by=rows, counts=many, per_interval=per_interval)
+
+    def _row(self, key: tuple[str, int]) -> FloatArray:
         cached = self._cache.get(key)
         if cached is None:
+            phase, bucket = key
             elapsed = 0.0 if phase == "ringing" else (bucket + 0.5) * self._step
             cached = self._free_within(phase, elapsed)
             self._cache[key] = cached
@@ -269,3 +304,113 @@ class HandleTimeModel:
         idx = np.searchsorted(ends, elapsed + self._horizons, side="right")
         result: FloatArray = cum[idx] / total
         return result
+
+
+@dataclass(frozen=True, slots=True)
+class FreedOperators:
+    """Busy operators as distinct `free_within` rows, and how many are freed per interval."""
+
+    free_by: FloatArray  # [i, k]: P(an operator of row i is free within horizon k)
+    counts: IntArray  # operators behind each row
+    per_interval: FloatArray  # [k, x]: P(x of them are freed in interval k)
+
+
+class _GeneratingFunctions:
+    """Per key, log(1 - q + q z) of each interval's free probability q at the FFT's roots.
+
+    Operators freed in an interval are a sum of Bernoullis: its generating function is the
+    product of theirs, so the logarithms of the keys in use are summed, weighted by how many
+    operators share each key, and one inverse FFT gives the distribution. The FFT is long
+    enough that more frees in an interval have less than `_FOLDED_TAIL` chance; a key's
+    logarithms stay until the rows behind them change (`clear`) or the length does.
+    """
+
+    def __init__(self) -> None:
+        self._size = 0
+        self._rows: dict[tuple[str, int], int] = {}
+        self._table: FloatArray = np.zeros((0, 0))
+        # The last sum and its weights: the next decision adds only the keys that changed.
+        self._weights: FloatArray = np.zeros(0)
+        self._total: FloatArray = np.zeros(0)
+        self._updates = 0
+
+    def clear(self) -> None:
+        self._rows.clear()
+        self._weights = np.zeros(0)
+
+    def counts(self, keys: list[tuple[str, int]], steps: FloatArray, many: IntArray) -> FloatArray:
+        """[k, x]: P(x freed in interval k); `steps[i, k]`: key i's chance, `many[i]` its
+        operators."""
+        intervals = steps.shape[1]
+        size = _fft_size(float((many @ steps).max(initial=0.0)), int(many.sum()))
+        if size > self._size or 4 * size <= self._size:
+            self._size = size
+            self.clear()
+        if len(self._rows) > 2 * len(keys) + 256:
+            self.clear()  # keys of calls long finished
+        size = self._size
+        width = 2 * intervals * (size // 2 + 1)
+        if not self._rows:
+            self._table = np.zeros((len(keys), width))
+        missing = [i for i, k in enumerate(keys) if k not in self._rows]
+        if missing:
+            start = len(self._rows)
+            if start + len(missing) > self._table.shape[0]:
+                grown = np.zeros((2 * (start + len(missing)), width))
+                grown[:start] = self._table[:start]
+                self._table = grown
+            self._table[start : start + len(missing)] = _log_generating(steps[missing], size)
+            for j, i in enumerate(missing):
+                self._rows[keys[i]] = start + j
+        used = len(self._rows)
+        weights = np.zeros(used)
+        weights[[self._rows[k] for k in keys]] = many
+        change = weights.copy()
+        change[: self._weights.shape[0]] -= self._weights
+        changed = np.flatnonzero(change)
+        # einsum rather than @: a long matrix-vector product would wake OpenBLAS's threads.
+        if self._weights.shape[0] and self._updates < 64 and 4 * changed.shape[0] < used:
+            step = np.einsum("i,ij->j", change[changed], self._table[changed])
+            total = self._total + step
+            self._updates += 1
+        else:
+            total = np.einsum("i,ij->j", weights, self._table[:used])
+            self._updates = 0
+        self._weights, self._total = weights, total
+        magnitude, angle = total.reshape(2, intervals, size // 2 + 1)
+        spectrum = np.exp(magnitude) * (np.cos(angle) + 1j * np.sin(angle))
+        pmf: FloatArray = np.clip(np.fft.irfft(spectrum, size), 0.0, 1.0)
+        return pmf
+
+
+def _fft_size(most_expected: float, operators: int) -> int:
+    """A power of two above the frees any interval can see, bar a `_FOLDED_TAIL` chance.
+
+    `most_expected` is the largest expected count over the intervals; P(X >= x) <=
+    exp(-mu) (e mu / x)^x for a sum of Bernoullis with mean mu < x.
+    """
+    size = 16
+    while size <= operators:
+        if most_expected < size and (
+            most_expected <= 0
+            or size * (1 + math.log(most_expected / size)) - most_expected <= math.log(_FOLDED_TAIL)
+        ):
+            break
+        size *= 2
+    return size
+
+
+def _log_generating(steps: FloatArray, size: int) -> FloatArray:
+    """log(1 - q + q z) at z = exp(-2 pi i j / size), j = 0 .. size / 2, per row of `steps`.
+
+    Rows come out flat: the real parts of every interval, then the imaginary parts (the
+    angles). A generating function that vanishes there (q = 1/2 at z = -1) gets -1000,
+    which the sum and the exponential turn back into nothing.
+    """
+    theta = 2.0 * np.pi * np.arange(size // 2 + 1) / size
+    q = steps[:, :, None]
+    with np.errstate(divide="ignore"):
+        magnitude = 0.5 * np.log1p(-2.0 * q * (1.0 - q) * (1.0 - np.cos(theta)))
+    angle = np.arctan2(-q * np.sin(theta), 1.0 - q + q * np.cos(theta))
+    flat: FloatArray = np.concatenate([np.maximum(magnitude, -1000.0), angle], axis=1)
+    return flat.reshape(steps.shape[0], -1)
