@@ -98,6 +98,9 @@ class AgeAnswerModel:
         self._m1: FloatArray = np.zeros(self._rates.shape[0])
         self._m2: FloatArray = np.zeros(self._rates.shape[0])
         self._expected: FloatArray = np.zeros(buckets)
+        self._used_rates: FloatArray = self._rates
+        self._used_first: FloatArray = self._m1
+        self._used_second: FloatArray = self._m2
         self.fit()
 
     @property
@@ -152,6 +155,12 @@ class AgeAnswerModel:
         safe = np.maximum(self._weight, 1e-300)
         self._m1 = (post @ _P0) / safe
         self._m2 = (post @ (_P0 * _P0)) / safe
+        # The half-lives that can move p at all: a column whose share of the posterior
+        # moments is under 1e-18 changes no probability by more than 1e-16, at any age.
+        first, second = self._weight * self._m1, self._weight * self._m2
+        used = (first > 1e-18 * first.sum()) | (second > 1e-18 * second.sum())
+        self._used_rates = self._rates[used]
+        self._used_first, self._used_second = first[used], second[used]
         # What the curve expects of an attempt in each bucket, at the bucket's mean age so far.
         typical = self._bucket_ages(n, self._age.sum(axis=0))
         self._expected = self.curve(typical)[0]
@@ -159,9 +168,10 @@ class AgeAnswerModel:
 
     def curve(self, ages_s: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Posterior mean and standard deviation of p0 * 2 ** (-age / H) at each age."""
-        g = np.exp(-np.outer(np.asarray(ages_s, dtype=np.float64), self._rates))
-        mean = g @ (self._weight * self._m1)
-        second = (g * g) @ (self._weight * self._m2)
+        g = np.exp(-np.outer(np.asarray(ages_s, dtype=np.float64), self._used_rates))
+        # einsum rather than @: a long matrix-vector product would wake OpenBLAS's threads.
+        mean = np.einsum("ah,h->a", g, self._used_first)
+        second = np.einsum("ah,h->a", g * g, self._used_second)
         return mean, np.sqrt(np.maximum(second - mean * mean, 0.0))
 
     def half_life_s(self) -> float:
@@ -240,10 +250,16 @@ class DialledAges:
         """Take in the calls dialing at `snap.now`; return the results paired since the last."""
         elapsed, ages = snap.dialing_elapsed_s, snap.dialing_lead_ages_s
         current: dict[tuple[int, int], float] = {}
-        if elapsed is not None and ages is not None:
-            for e, age in zip(elapsed, ages, strict=True):
-                placed_at = snap.now - e
-                current[_key(placed_at, placed_at - age)] = age
+        if elapsed is not None and ages is not None and elapsed:
+            # `_key` for every call at once (numpy rounds half to even, as `round` does).
+            placed_at = snap.now - np.asarray(elapsed, dtype=np.float64)
+            created_at = placed_at - np.asarray(ages, dtype=np.float64)
+            keys = zip(
+                np.rint(placed_at * 100).astype(np.int64).tolist(),
+                np.rint(created_at * 100).astype(np.int64).tolist(),
+                strict=True,
+            )
+            current = dict(zip(keys, ages, strict=True))
         gone = sorted(
             (key[0] / 100.0, age) for key, age in self._known.items() if key not in current
         )
