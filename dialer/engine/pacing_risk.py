@@ -16,19 +16,44 @@ calls that find no operator, for every M at once; each candidate n costs one dot
 The answer times of the calls in flight are pooled into one distribution (their mix, weighted
 as if one call more than the progressive count were placed): the one approximation that can
 err either way; it matters only when calls of very different ages are in flight together.
+
+What it costs: with hundreds of operators and calls in flight a decision must still take a few
+milliseconds, since the engine asks on every step that may dial and the daemon runs on one
+event loop. The recursion runs on (r, d = r - pool): two matrix products per interval, cut
+where the odds are under 1e-12 (no more calls still to come than that quantile allows, no
+more columns than the ready operators leave room for). A table reaches the 1 - 1e-8 quantile
+of the calls to come, and one more call to be answered loses at most one more, so for calls
+past its end the table bounds the loss from both sides: one table serves every n the search
+tries unless the bounds straddle the budget, and then a table out to 1 - 1e-12 decides as
+the exact figure would. The search doubles, then halves, instead of trying every n. Matrix
+products are split so that OpenBLAS keeps each on the calling thread: its thread pool costs
+more than it saves at these sizes and stalls when the other cores are busy.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["GRID_S", "PlannedCalls", "free_by_times", "plan_calls"]
+__all__ = ["GRID_S", "PlannedCalls", "free_by_times", "plan_calls", "poisson_binomial"]
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+# OpenBLAS runs a matrix product on its thread pool from 2^18 multiply-adds per thread.
+_ONE_THREAD: Final = 1 << 18
+_EXACT_CHOOSE: Final = 1024  # C(r, u) overflows past r = 1029
+# A table reaches the 1 - 1e-8 quantile of the calls to come: past it the bounds on the loss
+# differ by about 1e-8 calls, so a decision needs a table built out to 1 - 1e-12 only when its
+# risk is that close to the budget. The risk reported is the lower bound, held within 1e-6 of
+# the answers expected of the exact figure (the wallboard shows hundredths of a percent).
+_TABLE_TAIL: Final = 1e-8
+_CLOSE: Final = 1e-6
 
 # Seconds from now that cut the future into intervals: 2 s apart (the connect budget) while most
 # answers come, coarser after 30 s. Calls still unanswered at 40 s (carriers give up at 30-45 s)
@@ -68,6 +93,8 @@ def plan_calls(
     budget: float,
     n_min: int,
     n_max: int,
+    free_counts: IntArray | None = None,
+    frees: FloatArray | None = None,
 ) -> PlannedCalls:
     """The largest n in `n_min .. n_max` whose abandon probability is within `budget`.
 
@@ -78,14 +105,22 @@ def plan_calls(
     call j is answered at all; `p_answer` that a new call is: one number for every new call,
     or one per call in the order they would be placed (the last repeated if there are fewer
     than `n_max`). `n_min` is accepted whatever its risk (the caller passes the progressive
-    count, which cannot abandon). The risk grows with n, so the scan stops at the first n over
-    budget.
+    count, which cannot abandon). The risk grows with n, so the last n within the budget is
+    found by doubling steps from `n_min`, then halving between the last n within and the
+    first over.
+
+    Operators who share a row of `free_by` may be given once, with `free_counts[i]` the number
+    of operators behind row i; `frees[k, x]`, the probability that x of them are freed in
+    interval k, may be given too (`HandleTimeModel.freed` keeps it from one decision to the
+    next), else it is computed from the rows.
     """
     n_max = max(n_max, 0)
     n_min = min(max(n_min, 0), n_max)
     p_new = _per_call(p_answer, n_max)
     before = np.concatenate([[0.0], np.cumsum(p_new)])  # expected answers of the first n
-    frees = _per_interval_pmfs(np.diff(free_by, axis=1, prepend=0.0))
+    counts = np.ones(free_by.shape[0], dtype=np.int64) if free_counts is None else free_counts
+    if frees is None:
+        frees = poisson_binomial(np.repeat(np.diff(free_by, axis=1, prepend=0.0), counts, axis=0))
     expected_dialing = float(dialing_eventual.sum())
     # When an eventually answered call is answered: the mix of the dialing calls' timings and
     # a new call's, weighted as if one call more than the progressive count were placed.
@@ -95,36 +130,256 @@ def plan_calls(
         new_timing, prepend=0.0
     )
     timing = step / weight if weight > 0 else np.zeros_like(step)
-    hazard = _hazards(timing)
-    # Eventual answers among the calls in flight: dialing ones, then new ones one by one.
-    dialing_pmf = _per_interval_pmfs(dialing_eventual[:, None])[0]
-    new_pmf = _per_interval_pmfs(p_new[:n_min, None])[0]
-    # Sized for a few calls above the progressive count; doubled if the scan goes further.
-    ahead = min(n_max, n_min + 4)
-    horizon = np.convolve(dialing_pmf, _per_interval_pmfs(p_new[:ahead, None])[0])
-    table_top = _quantile(horizon)
-    lost_given: FloatArray | None = None
-    best = PlannedCalls(calls=0, abandon_probability=0.0, expected_answers=float(waiting))
-    for n in range(n_min, n_max + 1):
-        expected = waiting + expected_dialing + float(before[n])
-        risk = 0.0
-        if n > n_min:
-            q = float(p_new[n - 1])
-            new_pmf = np.convolve(new_pmf, [1.0 - q, q])
-            pending = np.convolve(dialing_pmf, new_pmf)
-            if lost_given is not None and _quantile(pending) > table_top:
-                table_top, lost_given = 2 * table_top, None
-            if lost_given is None:
-                lost_given = _lost_given_pending(
-                    ready=ready, waiting=waiting, frees=frees, hazard=hazard, top=table_top
-                )
-            # Beyond the table lies less than 1e-12 of probability.
-            lost = float(np.dot(pending[: table_top + 1], lost_given[: pending.shape[0]]))
-            risk = lost / expected if expected > 0 else 0.0
-            if risk > budget:
+    risks = _Risks(
+        ready=ready,
+        waiting=waiting,
+        pool_cap=ready + int(counts.sum()),
+        frees=frees,
+        hazard=_hazards(timing),
+        dialing_pmf=poisson_binomial(dialing_eventual[:, None])[0],
+        p_new=p_new,
+        ahead=min(n_max, n_min + 4),
+    )
+
+    def expected(n: int) -> float:
+        return waiting + expected_dialing + float(before[n])
+
+    def over(n: int) -> bool:
+        low, _ = risks.lost(n, limit=budget * expected(n))
+        return expected(n) > 0 and low / expected(n) > budget
+
+    # The risk grows with n: the last n within the budget, by doubling steps then halving.
+    within, beyond, step = n_min, None, 1
+    while within < n_max:
+        n = min(n_min + step, n_max)
+        if over(n):
+            beyond = n
+            break
+        within, step = n, 2 * step
+    while beyond is not None and beyond - within > 1:
+        middle = (within + beyond) // 2
+        if over(middle):
+            beyond = middle
+        else:
+            within = middle
+    risk = 0.0
+    if within > n_min and expected(within) > 0:
+        risk = risks.lost(within, limit=None)[0] / expected(within)
+    return PlannedCalls(calls=within, abandon_probability=risk, expected_answers=expected(within))
+
+
+class _Risks:
+    """E[lost] with n new calls, for any n, from as few tables as the bounds allow."""
+
+    def __init__(
+        self,
+        *,
+        ready: int,
+        waiting: int,
+        pool_cap: int,
+        frees: FloatArray,
+        hazard: FloatArray,
+        dialing_pmf: FloatArray,
+        p_new: FloatArray,
+        ahead: int,
+    ) -> None:
+        self._ready, self._waiting, self._pool_cap = ready, waiting, pool_cap
+        self._frees, self._hazard, self._p_new = frees, hazard, p_new
+        self._mean_dialing = float(np.dot(np.arange(dialing_pmf.shape[0]), dialing_pmf))
+        self.dialing = _Dialing.of(dialing_pmf)
+        # Answers among the first n new calls, for the n asked about so far.
+        self._prefix: dict[int, FloatArray] = {0: np.ones(1)}
+        # How far ahead answers are followed: sized for a few calls above the progressive
+        # count, doubled for as many calls as make more answers than that likely.
+        self._top = _quantile(_convolve(dialing_pmf, self._answers(ahead)))
+        self._tables: dict[int, _Table] = {}  # by the last interval followed
+        self._ends: dict[int, int] = {}  # that interval, by `top`
+
+    def lost(self, n: int, *, limit: float | None) -> tuple[float, float]:
+        """Bounds on E[lost] with n new calls that tell whether it is over `limit`, or, for
+        None, within `_CLOSE` of each other (for the figure reported)."""
+        new_pmf = self._answers(n)
+        top = self._top
+        while top > 0 and self.dialing.at_most(new_pmf, top) < 1.0 - 1e-12:
+            top *= 2
+        end = self._ends.get(top)
+        if end is None:
+            end = self._ends[top] = _last_interval(self._hazard, top)
+        mean = self._mean_dialing + float(self._p_new[:n].sum())
+        table = self._tables.get(end)
+        if table is not None:
+            low, high = table.lost(new_pmf, self.dialing, mean)
+            if _settled(low, high, limit, mean):
+                return low, high
+        pending = _convolve(self.dialing.pmf, new_pmf)
+        # Out to the 1 - 1e-12 quantile if need be: the figure then is the exact one.
+        for tail in (_TABLE_TAIL, 1e-12):
+            table = _Table.build(
+                ready=self._ready,
+                waiting=self._waiting,
+                pool_cap=self._pool_cap,
+                frees=self._frees,
+                hazard=self._hazard,
+                end=end,
+                rows=_quantile(pending, tail) + 1,
+                dialing=self.dialing,
+            )
+            self._tables[end] = table
+            low, high = table.lost(new_pmf, self.dialing, mean)
+            if _settled(low, high, limit, mean):
                 break
-        best = PlannedCalls(calls=n, abandon_probability=risk, expected_answers=expected)
-    return best
+        return low, high
+
+    def _answers(self, n: int) -> FloatArray:
+        """The pmf of answers among the first n new calls."""
+        known = max(k for k in self._prefix if k <= n)
+        pmf = self._prefix[known]
+        if n > known:
+            pmf = _convolve(pmf, poisson_binomial(self._p_new[known:n, None])[0])
+            self._prefix[n] = pmf
+        return pmf
+
+
+def _settled(low: float, high: float, limit: float | None, mean: float) -> bool:
+    """Whether bounds on E[lost] tell which side of `limit` it lies (None: are close)."""
+    if limit is None:
+        return high - low <= _CLOSE * max(1.0, mean)
+    return low > limit or high <= limit
+
+
+def _convolve(a: FloatArray, b: FloatArray) -> FloatArray:
+    """The pmf of a sum from the pmfs of its independent terms (by FFT when both are long)."""
+    if min(a.shape[0], b.shape[0]) <= 64:
+        direct: FloatArray = np.convolve(a, b)
+        return direct
+    length = a.shape[0] + b.shape[0] - 1
+    size = 1 << (length - 1).bit_length()
+    product = np.fft.irfft(np.fft.rfft(a, size) * np.fft.rfft(b, size), size)[:length]
+    pmf: FloatArray = np.clip(product, 0.0, 1.0)
+    return pmf
+
+
+@dataclass(frozen=True, slots=True)
+class _Dialing:
+    """The dialing calls' eventual answers: pmf, cdf, and E[(j - D)^+] for each j."""
+
+    pmf: FloatArray
+    cdf: FloatArray
+    short: FloatArray  # short[j] = E[(j - D)^+] = cdf[0] + ... + cdf[j - 1]
+
+    @classmethod
+    def of(cls, pmf: FloatArray) -> _Dialing:
+        cdf = np.cumsum(pmf)
+        return cls(pmf=pmf, cdf=cdf, short=np.concatenate([[0.0], np.cumsum(cdf)]))
+
+    def at_most(self, new_pmf: FloatArray, total: int) -> float:
+        """P(new + dialing answers <= total)."""
+        x = min(new_pmf.shape[0], total + 1)
+        if x <= 0:
+            return 0.0
+        at = np.minimum(total - np.arange(x), self.cdf.shape[0] - 1)
+        return float(np.dot(new_pmf[:x], self.cdf[at]))
+
+    def below(self, new_pmf: FloatArray, total: int) -> float:
+        """E[(total - new - dialing answers)^+]."""
+        x = min(new_pmf.shape[0], total + 1)
+        if x <= 0:
+            return 0.0
+        j = total - np.arange(x)
+        last = self.cdf.shape[0]
+        # Past the dialing calls' count the cdf is 1: each further step adds 1.
+        short = np.where(j <= last, self.short[np.minimum(j, last)], self.short[last] + j - last)
+        return float(np.dot(new_pmf[:x], short))
+
+
+@dataclass(frozen=True, slots=True)
+class _Table:
+    """E[lost | r calls to come] for r < `rows`, and what it gives for any n new calls.
+
+    An extra call to be answered loses at most one more call (it is lost, or takes an operator
+    a later one needed) and never fewer, so past the table E[lost | r] lies between the last
+    entry and the last entry plus r - (rows - 1): `lost` returns both bounds, and a table
+    built for a few calls serves the next ones as long as the bounds decide.
+    """
+
+    rows: int
+    end: int
+    last: float  # E[lost | rows - 1 calls to come]
+    by_new: FloatArray  # [x]: E[lost; answers < rows | x new calls answered]
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        ready: int,
+        waiting: int,
+        pool_cap: int,
+        frees: FloatArray,
+        hazard: FloatArray,
+        end: int,
+        rows: int,
+        dialing: _Dialing,
+    ) -> _Table:
+        lost_given = _lost_given_pending(
+            ready=ready,
+            waiting=waiting,
+            pool_cap=pool_cap,
+            frees=frees,
+            hazard=hazard,
+            end=end,
+            rows=rows,
+        )
+        reachable = dialing.pmf[:rows]
+        by_new = np.correlate(lost_given, reachable, mode="full")[reachable.shape[0] - 1 :]
+        return cls(
+            rows=rows,
+            end=end,
+            last=float(lost_given[-1]),
+            by_new=by_new,
+        )
+
+    def lost(self, new_pmf: FloatArray, dialing: _Dialing, mean: float) -> tuple[float, float]:
+        """Bounds on E[lost] with these new calls' answers; `mean`: E[answers to come]."""
+        x = min(new_pmf.shape[0], self.rows)
+        inside = float(np.dot(new_pmf[:x], self.by_new[:x]))
+        edge = self.rows - 1
+        beyond = 1.0 - dialing.at_most(new_pmf, edge)
+        if beyond <= 0.0:
+            return inside, inside
+        # E[(M - edge)^+] = E[M] - edge + E[(edge - M)^+]
+        excess = max(0.0, mean - edge + dialing.below(new_pmf, edge))
+        low = inside + beyond * self.last
+        return low, low + excess
+
+
+def poisson_binomial(step_probs: FloatArray) -> FloatArray:
+    """pmf[k, x]: P(x of the rows' events fall in column k), rows independent Bernoullis.
+
+    The product of the rows' generating polynomials (1 - q + q z): multiplied pairwise while
+    they are short, then all at once through their spectra (one FFT long enough for the
+    product). Exact but for rounding, about 1e-16 of the largest probability.
+    """
+    rows, k = step_probs.shape
+    polys = np.stack([1.0 - step_probs, step_probs], axis=-1).clip(0.0, 1.0)
+    while polys.shape[0] > 64 or (polys.shape[0] > 8 and polys.shape[2] <= 8):
+        if polys.shape[0] % 2:
+            identity = np.zeros((1, k, polys.shape[2]))
+            identity[..., 0] = 1.0
+            polys = np.concatenate([polys, identity])
+        a, b = polys[0::2], polys[1::2]
+        width = a.shape[2]
+        product = np.zeros((*a.shape[:2], 2 * width - 1))
+        for j in range(width):
+            product[..., j : j + width] += a[..., j : j + 1] * b
+        polys = product
+    if polys.shape[0] > 1:
+        size = 1 << rows.bit_length()  # more than rows + 1 coefficients: no wrap-around
+        spectrum = np.prod(np.fft.rfft(polys, size, axis=-1), axis=0)
+        polys = np.fft.irfft(spectrum, size, axis=-1)[None]
+    if rows == 0:
+        return np.ones((k, 1))
+    pmf: FloatArray = np.clip(polys[0, :, : rows + 1], 0.0, 1.0)
+    return pmf
 
 
 def _per_call(p_answer: float | FloatArray, n: int) -> FloatArray:
@@ -142,22 +397,6 @@ def _quantile(pmf: FloatArray, tail: float = 1e-12) -> int:
     return int(np.searchsorted(np.cumsum(pmf), 1.0 - tail))
 
 
-def _per_interval_pmfs(step_probs: FloatArray) -> FloatArray:
-    """pmf[k, x]: P(x of the rows' events fall in interval k), rows independent Bernoullis.
-
-    Poisson-binomial by its characteristic function: the generating function prod_i (1 - q_i +
-    q_i z) evaluated at the roots of unity, turned back into probabilities by one FFT.
-    """
-    rows, k = step_probs.shape
-    if rows == 0:
-        return np.ones((k, 1))
-    q = np.clip(step_probs, 0.0, 1.0)[:, :, None]
-    z = np.exp(2j * np.pi * np.arange(rows + 1) / (rows + 1))
-    generating = np.prod(1.0 - q + q * z, axis=0)
-    pmf: FloatArray = np.clip(np.fft.fft(generating, axis=1).real / (rows + 1), 0.0, 1.0)
-    return pmf
-
-
 def _hazards(timing: FloatArray) -> FloatArray:
     """P(answered in interval k | eventually answered and not answered before k)."""
     before = np.concatenate([[0.0], np.cumsum(timing)[:-1]])
@@ -167,55 +406,151 @@ def _hazards(timing: FloatArray) -> FloatArray:
 
 
 def _lost_given_pending(
-    *, ready: int, waiting: int, frees: FloatArray, hazard: FloatArray, top: int
+    *,
+    ready: int,
+    waiting: int,
+    pool_cap: int,
+    frees: FloatArray,
+    hazard: FloatArray,
+    end: int,
+    rows: int,
 ) -> FloatArray:
-    """E[answered calls that find no operator | r calls still to be answered], r = 0..top.
+    """E[answered calls that find no operator | r calls still to be answered], r < `rows`.
 
-    A backward recursion over the grid on the value V_k(pool, r), the expected number lost
-    from interval k on with `pool` idle operators and r calls still to be answered. In each
-    interval the operators freed join the pool (`_join_matrices`), then a Binomial(r, hazard_k)
-    number of calls is answered and takes operators from the pool; those that find none are
-    lost: V_k(q, r) = E[(a - q)^+ + V_k+1((q - a)^+, r - a)]. Interval 0 is "now": the ready
-    operators and the waiting calls. The pool never exceeds the operators logged in, and in
-    interval k no more calls can still be waiting for their answer than the 1 - 1e-12 quantile
-    of those left from `top`, so the arrays are cut there.
+    A backward recursion over the grid on V_k(pool, r), the expected number lost from interval
+    k on with `pool` idle operators and r calls still to be answered. In each interval the
+    operators freed join the pool (which holds at most `pool_cap`, the operators logged in),
+    then a Binomial(r, hazard_k) number of calls is answered and takes operators from the pool;
+    those that find none are lost: V_k(q, r) = E[(a - q)^+ + V_k+1((q - a)^+, r - a)].
+    Interval 0 is "now": the ready operators and the waiting calls; past interval `end` the
+    calls still to come are settled against the pool as it is (`_last_interval`).
+
+    The table is kept by r and d = r - pool, the calls to come beyond the idle operators: V is
+    0 for d <= 0; answers leave d alone while the pool lasts (d' = min(d, r - a), and d - d'
+    are lost); freed operators lower it. So each interval is two matrix products: the binomial
+    thinning of r, then the frees' convolution along d. In interval k no more calls can still
+    be waiting for their answer than the 1 - 1e-12 quantile of those left from `rows - 1`, so
+    the table is cut there. And d only ever falls: the ready operators left after the waiting
+    calls bound it from the start, and the columns stop there.
     """
-    size = ready + frees.shape[1]
-    pool = np.arange(size)
-    log_fact = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, top + 1)))])
+    columns = rows - max(0, ready - waiting)
+    if columns <= 1:
+        return np.zeros(rows)  # more idle operators than calls to come: nothing is lost
+    count, gap, beyond, upper, choose = _combinatorics(64 * -(-rows // 64))
+    count = count[:rows]
+    log_choose = _log_choose(rows) if choose is None else None
+    log_fact = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, rows + 1)))])
     survival = np.clip(np.concatenate([[1.0], 1.0 - np.cumsum(_hazard_mass(hazard))]), 0.0, 1.0)
-    caps = _survivor_caps(top, survival, log_fact)
-    # Once fewer than 1e-3 calls are expected still to be answered, the rest is settled at
-    # once: they may use the operators already idle and no others (an over-estimate).
-    live = np.flatnonzero((top * survival[: hazard.shape[0]] >= 1e-3) & (hazard > 1e-12))
-    end = int(live[-1]) if live.size else 0
-    binom = _binomial_tables(hazard[: end + 1], top, log_fact)
-    joins = _join_matrices(frees[: end + 1], size)
-    answered = np.arange(binom.shape[2])
-    # Flat indices into a (pool, r) table for "a calls answered": (pool - a)^+, r - a.
-    flat = np.maximum(pool[:, None, None] - answered, 0) * (top + 1) + np.maximum(
-        np.arange(top + 1)[None, :, None] - answered, 0
-    )
-    excess = np.maximum(answered - pool[:, None], 0).astype(np.float64)
-    # Per interval, how many calls can be answered in it with more than negligible odds.
-    widths = binom.shape[2] - np.argmax((binom.max(axis=1) > 1e-13)[:, ::-1], axis=1)
-    value = np.maximum(np.arange(top + 1)[None, :] - pool[:, None], 0.0)
+    caps = _survivor_caps(rows - 1, survival[: end + 1], log_fact).tolist()
+    width = frees.shape[1]
+    at_least = np.cumsum(frees[:, ::-1], axis=1)[:, ::-1]  # P(at least d freed)
+    zeros = np.zeros(rows - 1)
+    # value[r, d] for d > r stands for an empty pool with d - r calls lost already: V(r, r) +
+    # d - r. Answers keep that true (every one of those r calls finds the pool empty too), so
+    # value[u, d] is also what follows u calls still to come after answers, whatever d; the
+    # table keeps, from the start, as many columns as the widest interval needs.
+    wide = min(caps[1] + 1 if end >= 1 else 1, columns)
+    n = caps[end] + 1
+    value: FloatArray = np.broadcast_to(count[:wide] * 1.0, (n, wide)).copy()  # all lost: d
     for k in range(end, 0, -1):
-        cap = int(caps[k])
-        if cap > 0:
-            w = min(int(widths[k]), cap + 1)
-            b = binom[k, : cap + 1, :w]
-            # V_k(q, r) = sum_a B(a; r) * (V_k+1((q - a)^+, r - a) + (a - q)^+); counts above
-            # the cap (probability under 1e-12) keep the value at the cap.
-            value[:, : cap + 1] = np.einsum(
-                "qra,ra->qr", np.take(value, flat[:, : cap + 1, :w]), b
-            ) + (excess[:, :w] @ b.T)
-            value[:, cap + 1 :] = value[:, cap : cap + 1]
-        value = joins[k] @ value
-    after = np.maximum(pool - waiting, 0)
-    value = np.maximum(waiting - pool, 0)[:, None] + value[after, :]
-    result: FloatArray = joins[0, ready] @ value
+        n = caps[k] + 1
+        m = min(n, value.shape[0])
+        c = min(n, columns)
+        h = float(hazard[k])
+        if choose is not None:
+            # Binomial(r, 1 - h) at u: C(r, u) (1 - h)^u h^(r - u); h^(r - u) is Toeplitz.
+            powers = np.concatenate([zeros[: m - 1], h ** count[:n]])
+            thinning = np.multiply(choose[:n, :m], _toeplitz(powers, n, m))
+            thinning *= (1.0 - h) ** count[:m]
+        else:
+            assert log_choose is not None
+            with np.errstate(divide="ignore", invalid="ignore"):
+                logp = log_choose[:n, :m] + gap[:n, :m] * np.log(h)
+                logp += count[:m] * np.log1p(-h)
+            thinning = np.where((gap[:n, :m] >= 0) & np.isfinite(logp), np.exp(logp), 0.0)
+        answered = _product(thinning, value[:m, :c])
+        if pool_cap < n - 1:
+            # The pool cannot grow past the operators logged in: d never falls below r - cap.
+            floor = np.minimum(np.maximum(count[:n] - pool_cap, 0), c - 1)
+            edge = answered[count[:n], floor]
+            answered = np.where(count[:c] < floor[:, None], edge[:, None], answered)
+        # join[d', d] = P(d - d' freed), and from d' = 0 (a pool of r or more) P(d or more).
+        spread = np.zeros(2 * c - 1)
+        spread[c - 1 : c - 1 + min(c, width)] = frees[k, :c]
+        join = _toeplitz(spread, c, c).T.copy()
+        join[0, : min(c, width)] = at_least[k, :c]
+        value = np.empty((n, wide))
+        _product(answered, join, out=value[:, :c])
+        empty = np.zeros((n, 1))
+        empty[:c, 0] = value.diagonal()[:c]
+        np.add(empty, beyond[:n, :wide], out=value, where=upper[:n, :wide])
+    pool = np.minimum(ready + np.arange(width), pool_cap)
+    lost_now = np.maximum(waiting - pool, 0).astype(np.float64)
+    left = np.maximum(pool - waiting, 0)
+    r = np.minimum(count, value.shape[0] - 1)
+    d = r[None, :] - left[:, None]
+    later = np.where(d > 0, value[r[None, :], np.clip(d, 0, value.shape[1] - 1)], 0.0)
+    result: FloatArray = (frees[0][:, None] * (lost_now[:, None] + later)).sum(axis=0)
     return result
+
+
+@functools.lru_cache(maxsize=4)
+def _combinatorics(
+    size: int,
+) -> tuple[IntArray, IntArray, FloatArray, BoolArray, FloatArray | None]:
+    """0 .. size - 1; r - u; d - r where positive, and where; C(r, u) (past `_EXACT_CHOOSE`,
+    None). Read-only: callers slice them."""
+    count = np.arange(size)
+    gap = count[:, None] - count[None, :]
+    beyond = np.maximum(-gap, 0).astype(np.float64)
+    upper = beyond > 0
+    choose = np.where(gap >= 0, np.exp(_log_choose(size)), 0.0) if size <= _EXACT_CHOOSE else None
+    for table in (count, gap, beyond, upper, choose):
+        if table is not None:
+            table.setflags(write=False)
+    return count, gap, beyond, upper, choose
+
+
+def _log_choose(rows: int) -> FloatArray:
+    """log C(r, u) for r, u < rows (meaningless where u > r)."""
+    log_fact = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, rows)))])
+    count = np.arange(rows)
+    table: FloatArray = (
+        log_fact[:, None] - log_fact[None, :] - log_fact[np.abs(count[:, None] - count)]
+    )
+    return table
+
+
+def _toeplitz(diagonals: FloatArray, n: int, m: int) -> FloatArray:
+    """t[i, j] = diagonals[m - 1 + i - j], an n x m read-only view of `diagonals`."""
+    base = np.ascontiguousarray(diagonals[: n + m - 1])
+    step = base.strides[0]
+    view: FloatArray = np.ndarray(
+        (n, m), dtype=np.float64, buffer=base, offset=(m - 1) * step, strides=(step, -step)
+    )
+    return view
+
+
+def _product(a: FloatArray, b: FloatArray, out: FloatArray | None = None) -> FloatArray:
+    """a @ b, in row blocks small enough that OpenBLAS runs each on the calling thread."""
+    if out is None:
+        out = np.empty((a.shape[0], b.shape[1]))
+    block = max(1, _ONE_THREAD // max(1, a.shape[1] * b.shape[1]))
+    for i in range(0, a.shape[0], block):
+        np.matmul(a[i : i + block], b, out=out[i : i + block])
+    return out
+
+
+def _last_interval(hazard: FloatArray, top: int) -> int:
+    """The last interval the recursion follows answers through.
+
+    Once fewer than 1e-3 of `top` calls are expected still to be answered, the rest is settled
+    at once: they may use the operators already idle and no others (an over-estimate).
+    """
+    survival = np.concatenate([[1.0], 1.0 - np.cumsum(_hazard_mass(hazard))])
+    survival = np.clip(survival, 0.0, 1.0)
+    live = np.flatnonzero((top * survival[: hazard.shape[0]] >= 1e-3) & (hazard > 1e-12))
+    return int(live[-1]) if live.size else 0
 
 
 def _survivor_caps(top: int, survival: FloatArray, log_fact: FloatArray) -> npt.NDArray[np.int64]:
@@ -236,32 +571,3 @@ def _hazard_mass(hazard: FloatArray) -> FloatArray:
     left = np.concatenate([[1.0], np.cumprod(1.0 - hazard)[:-1]])
     mass: FloatArray = left * hazard
     return mass
-
-
-def _binomial_tables(hazard: FloatArray, top: int, log_fact: FloatArray) -> FloatArray:
-    """table[k, r, a] = P(Binomial(r, hazard[k]) = a), r, a in 0..top, cut where a vanishes."""
-    r = np.arange(top + 1)[:, None]
-    a = np.arange(top + 1)[None, :]
-    h = np.clip(hazard, 1e-300, 1.0)[:, None, None]
-    log_choose = log_fact[r] - log_fact[a] - log_fact[np.abs(r - a)]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        logp = log_choose + a * np.log(h) + np.where(r > a, (r - a) * np.log1p(-h), 0.0)
-    table = np.where((a <= r) & np.isfinite(logp), np.exp(logp), 0.0)
-    used = np.flatnonzero(table.max(axis=(0, 1)) > 1e-13)
-    cut: FloatArray = table[:, :, : int(used[-1]) + 1 if used.size else 1]
-    return cut
-
-
-def _join_matrices(frees: FloatArray, size: int) -> FloatArray:
-    """move[k, p, q] = P(a pool of p becomes q when interval k's freed operators join it).
-
-    The pool is cut at `size - 1`: whatever would overflow lands on the top (it cannot happen
-    with exact counts; it can with the per-interval approximation, rarely).
-    """
-    gap = np.arange(size)[None, :] - np.arange(size)[:, None]
-    padded = np.zeros((frees.shape[0], size))
-    width = min(size, frees.shape[1])
-    padded[:, :width] = frees[:, :width]
-    move = np.where(gap >= 0, padded[:, np.clip(gap, 0, size - 1)], 0.0)
-    move[:, :, -1] += 1.0 - move.sum(axis=2)
-    return move
