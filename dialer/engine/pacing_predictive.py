@@ -240,13 +240,13 @@ class PredictivePacer:
         if about is not None:
             p_mean = about
         dialing_by, dialing_eventual = self._dialing_answer_probs(ages, dialing_p)
-        free_by = np.array(
-            [self.handle_time.free_within(b.phase, b.elapsed_s) for b in snap.busy_operators]
-        ).reshape(len(snap.busy_operators), GRID_S.shape[0])
+        freed = self.handle_time.freed(snap.busy_operators)
         plan = plan_calls(
             ready=snap.ready_operators,
             waiting=snap.calls_waiting,
-            free_by=free_by,
+            free_by=freed.free_by,
+            free_counts=freed.counts,
+            frees=freed.per_interval,
             dialing_by=dialing_by,
             dialing_eventual=dialing_eventual,
             new_timing=self.answer_time.cdf(GRID_S),
