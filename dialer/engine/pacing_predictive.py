@@ -64,6 +64,7 @@ it placed itself and reconciles them with `calls_dialing`.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -309,27 +310,36 @@ class PredictivePacer:
 
     def _answer_probs(
         self, snap: PacingSnapshot, n_max: int, p: float
-    ) -> tuple[FloatArray, FloatArray, float | None]:
+    ) -> tuple[FloatArray | Callable[[int], FloatArray], FloatArray, float | None]:
         """The answer probability to plan with for each new call and each call dialing.
 
         By the age of each lead when the snapshot gives ages (the posterior mean plus
-        `answer_rate_z` standard deviations), else the hour's rate `p` for every call; the third
+        `answer_rate_z` standard deviations; for the new calls, a function giving those of the
+        first n, as far as the plan looks), else the hour's rate `p` for every call; the third
         value is the mean answer rate of the new calls by age, for the wallboard, or None.
         """
         s = self.settings
-        new_p: FloatArray = np.full(max(n_max, 0), p)
+        new_p: FloatArray | Callable[[int], FloatArray] = np.full(max(n_max, 0), p)
         dialing_p: FloatArray = np.full(snap.calls_dialing, p)
         about: float | None = None
         if not s.by_lead_age:
             return new_p, dialing_p, about
         ahead = snap.next_lead_ages_s
         if ahead:
-            # Leads past those listed are taken to be as old as the last one listed.
-            listed = np.asarray(ahead[:n_max], dtype=np.float64)
-            padded = np.concatenate([listed, np.full(max(0, n_max - listed.shape[0]), listed[-1])])
-            mean, sd = self.answer_by_age.estimate(snap.now, snap.hour_of_day, padded)
-            new_p = np.minimum(1.0, mean + s.answer_rate_z * sd)
-            about = float(mean[: max(1, progressive_calls(snap))].mean())
+            listed = ahead[:n_max]
+
+            def by_age(n: int) -> tuple[FloatArray, FloatArray]:
+                # Leads past those listed are taken to be as old as the last one listed.
+                ages = np.asarray(listed[:n], dtype=np.float64)
+                padded = np.concatenate([ages, np.full(max(0, n - ages.shape[0]), listed[-1])])
+                return self.answer_by_age.estimate(snap.now, snap.hour_of_day, padded)
+
+            def first(n: int) -> FloatArray:
+                mean, sd = by_age(n)
+                return np.minimum(1.0, mean + s.answer_rate_z * sd)
+
+            new_p = first
+            about = float(by_age(min(n_max, max(1, progressive_calls(snap))))[0].mean())
         given = snap.dialing_lead_ages_s
         if given is not None and len(given) == snap.calls_dialing and given:
             mean, sd = self.answer_by_age.estimate(

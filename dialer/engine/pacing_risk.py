@@ -33,6 +33,7 @@ more than it saves at these sizes and stalls when the other cores are busy.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -89,7 +90,7 @@ def plan_calls(
     dialing_by: FloatArray,
     dialing_eventual: FloatArray,
     new_timing: FloatArray,
-    p_answer: float | FloatArray,
+    p_answer: float | FloatArray | Callable[[int], FloatArray],
     budget: float,
     n_min: int,
     n_max: int,
@@ -104,7 +105,8 @@ def plan_calls(
     is answered at all has been by then. `dialing_eventual[j]` is the probability that dialing
     call j is answered at all; `p_answer` that a new call is: one number for every new call,
     or one per call in the order they would be placed (the last repeated if there are fewer
-    than `n_max`). `n_min` is accepted whatever its risk (the caller passes the progressive
+    than `n_max`), or a function giving those of the first n calls (asked only for as many as
+    the search needs). `n_min` is accepted whatever its risk (the caller passes the progressive
     count, which cannot abandon). The risk grows with n, so the last n within the budget is
     found by doubling steps from `n_min`, then halving between the last n within and the
     first over.
@@ -116,8 +118,7 @@ def plan_calls(
     """
     n_max = max(n_max, 0)
     n_min = min(max(n_min, 0), n_max)
-    p_new = _per_call(p_answer, n_max)
-    before = np.concatenate([[0.0], np.cumsum(p_new)])  # expected answers of the first n
+    odds = _Odds(p_answer, n_max)
     counts = np.ones(free_by.shape[0], dtype=np.int64) if free_counts is None else free_counts
     if frees is None:
         frees = poisson_binomial(np.repeat(np.diff(free_by, axis=1, prepend=0.0), counts, axis=0))
@@ -125,8 +126,8 @@ def plan_calls(
     # When an eventually answered call is answered: the mix of the dialing calls' timings and
     # a new call's, weighted as if one call more than the progressive count were placed.
     n_ref = min(n_min + 1, n_max)
-    weight = expected_dialing + before[n_ref]
-    step = np.diff(dialing_by, axis=1, prepend=0.0).sum(axis=0) + before[n_ref] * np.diff(
+    weight = expected_dialing + odds.expected(n_ref)
+    step = np.diff(dialing_by, axis=1, prepend=0.0).sum(axis=0) + odds.expected(n_ref) * np.diff(
         new_timing, prepend=0.0
     )
     timing = step / weight if weight > 0 else np.zeros_like(step)
@@ -137,12 +138,12 @@ def plan_calls(
         frees=frees,
         hazard=_hazards(timing),
         dialing_pmf=poisson_binomial(dialing_eventual[:, None])[0],
-        p_new=p_new,
+        odds=odds,
         ahead=min(n_max, n_min + 4),
     )
 
     def expected(n: int) -> float:
-        return waiting + expected_dialing + float(before[n])
+        return waiting + expected_dialing + odds.expected(n)
 
     def over(n: int) -> bool:
         low, _ = risks.lost(n, limit=budget * expected(n))
@@ -180,11 +181,11 @@ class _Risks:
         frees: FloatArray,
         hazard: FloatArray,
         dialing_pmf: FloatArray,
-        p_new: FloatArray,
+        odds: _Odds,
         ahead: int,
     ) -> None:
         self._ready, self._waiting, self._pool_cap = ready, waiting, pool_cap
-        self._frees, self._hazard, self._p_new = frees, hazard, p_new
+        self._frees, self._hazard, self._odds = frees, hazard, odds
         self._mean_dialing = float(np.dot(np.arange(dialing_pmf.shape[0]), dialing_pmf))
         self.dialing = _Dialing.of(dialing_pmf)
         # Answers among the first n new calls, for the n asked about so far.
@@ -205,7 +206,7 @@ class _Risks:
         end = self._ends.get(top)
         if end is None:
             end = self._ends[top] = _last_interval(self._hazard, top)
-        mean = self._mean_dialing + float(self._p_new[:n].sum())
+        mean = self._mean_dialing + self._odds.expected(n)
         table = self._tables.get(end)
         if table is not None:
             low, high = table.lost(new_pmf, self.dialing, mean)
@@ -235,7 +236,7 @@ class _Risks:
         known = max(k for k in self._prefix if k <= n)
         pmf = self._prefix[known]
         if n > known:
-            pmf = _convolve(pmf, poisson_binomial(self._p_new[known:n, None])[0])
+            pmf = _convolve(pmf, poisson_binomial(self._odds.first(n)[known:, None])[0])
             self._prefix[n] = pmf
         return pmf
 
@@ -380,6 +381,30 @@ def poisson_binomial(step_probs: FloatArray) -> FloatArray:
         return np.ones((k, 1))
     pmf: FloatArray = np.clip(polys[0, :, : rows + 1], 0.0, 1.0)
     return pmf
+
+
+class _Odds:
+    """The new calls' answer probabilities in the order they would be placed, worked out as
+    far as they are asked for (a function given is asked for twice as many each time)."""
+
+    def __init__(self, p_answer: float | FloatArray | Callable[[int], FloatArray], n: int):
+        self._n = n
+        self._source = p_answer if callable(p_answer) else None
+        self._known = np.zeros(0) if callable(p_answer) else _per_call(p_answer, n)
+        self._sums = np.concatenate([[0.0], np.cumsum(self._known)])
+
+    def first(self, n: int) -> FloatArray:
+        """Those of the first n calls."""
+        if n > self._known.shape[0] and self._source is not None:
+            want = min(self._n, max(n, 2 * self._known.shape[0], 16))
+            self._known = _per_call(self._source(want), want)
+            self._sums = np.concatenate([[0.0], np.cumsum(self._known)])
+        return self._known[:n]
+
+    def expected(self, n: int) -> float:
+        """The answers expected of the first n calls."""
+        self.first(n)
+        return float(self._sums[n])
 
 
 def _per_call(p_answer: float | FloatArray, n: int) -> FloatArray:
