@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from dialer.engine import commands as cmd
 from dialer.storage import repo
@@ -131,3 +131,31 @@ async def test_nobody_hears_of_an_outcome_that_was_not_stored(database: Database
         await store.attempt_started(_originate(a, "call-a2"), T0 + 2)
     async with database.reading() as s:
         assert await s.scalar(select(func.count()).select_from(Disposition)) == 0
+
+
+async def test_a_batch_reads_its_orders_and_attempts_once_not_once_a_write(
+    database: Database,
+) -> None:
+    # Each statement is a round trip the daemon's loop waits for: a batch must not read an
+    # order again per write (the session's identity map holds objects weakly).
+    store = Store(database, now=lambda: T0 + 60)
+    orders = await _orders(database, 10)
+    await store.write_many(
+        [StartAttempt(_originate(o, f"call-{i}"), T0 + 1) for i, o in enumerate(orders)]
+    )
+    selects: list[str] = []
+
+    def count(_c: object, _cur: object, statement: str, *_: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            selects.append(statement)
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        results = await store.write_many(
+            [_ended(o, f"call-{i}") for i, o in enumerate(orders)]
+            + [_confirmed(o, f"call-{i}") for i, o in enumerate(orders)]
+        )
+    finally:
+        event.remove(database.engine.sync_engine, "before_cursor_execute", count)
+    assert results == [None] * 20
+    assert len(selects) == 2  # the batch's orders, then its attempts

@@ -194,8 +194,10 @@ async def start_attempt(
     now: datetime,
     ami_server: str | None = None,
     operator_id: str | None = None,
+    originated_at: datetime | None = None,
 ) -> CallAttempt:
-    """Record a call about to be placed with ChannelId `channel_id`, before the Originate.
+    """Record a call about to be placed with ChannelId `channel_id`, before the Originate
+    (`originated_at`: when it is sent, if known now).
 
     The order becomes `CALLING` and its attempt counters go up (the daily one counts per
     customer-local day). Raises `LiveAttemptExists` if the order is already being called,
@@ -210,6 +212,7 @@ async def start_attempt(
         order_id=order_id,
         campaign_id=order.campaign_id,
         queued_at=now,
+        originated_at=originated_at,
         ami_server=ami_server,
         operator_id=operator_id,
     )
