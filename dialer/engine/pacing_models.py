@@ -273,8 +273,10 @@ class HandleTimeModel:
             key = (b.phase, 0 if b.phase == "ringing" else int(b.elapsed_s // step))
             counts[key] = counts.get(key, 0) + 1
         keys = list(counts)
-        many = np.array([counts[k] for k in keys], dtype=np.int64)
-        rows = np.array([self._row(k) for k in keys]).reshape(len(keys), self._horizons.shape[0])
+        many = np.fromiter(counts.values(), dtype=np.int64, count=len(keys))
+        cache = self._cache
+        rows = np.array([cache[k] if k in cache else self._row(k) for k in keys])
+        rows = rows.reshape(len(keys), self._horizons.shape[0])
         steps = np.clip(np.diff(rows, axis=1, prepend=0.0), 0.0, 1.0)
         per_interval = self._generating.counts(keys, steps, many)
         return FreedOperators(free_by=rows, counts=many, per_interval=per_interval)

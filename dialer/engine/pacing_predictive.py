@@ -354,10 +354,10 @@ class PredictivePacer:
         """P(answered by each grid time | still ringing at its age), and P(answered at all)."""
         if ages.shape[0] == 0:
             return np.zeros((0, GRID_S.shape[0])), np.zeros(0)
-        answered_by_age = self.answer_time.cdf(ages)
+        later = self.answer_time.cdf(ages[:, None] + GRID_S[None, :])
+        answered_by_age = later[:, 0]  # GRID_S[0] is now
         pending = 1.0 - p * answered_by_age - (1.0 - p) * self.failure_time.cdf(ages)
         pending = np.maximum(pending, 1e-9)
-        later = self.answer_time.cdf(ages[:, None] + GRID_S[None, :])
         probs = np.clip(
             p[:, None] * (later - answered_by_age[:, None]) / pending[:, None], 0.0, 1.0
         )
