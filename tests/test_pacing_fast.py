@@ -12,7 +12,8 @@ that may change a decision, and the risk it reports stays within 1e-6 of the exa
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pytest
@@ -80,22 +81,18 @@ def lost_given(
     return result
 
 
-def exact_plan(
-    *,
-    ready: int,
-    waiting: int,
-    free_by: FloatArray,
-    dialing_by: FloatArray,
-    dialing_eventual: FloatArray,
-    new_timing: FloatArray,
-    p_answer: float | FloatArray | Callable[[int], FloatArray],
-    budget: float,
-    n_min: int,
-    n_max: int,
-) -> tuple[PlannedCalls, dict[int, float]]:
-    """The plan, and the risk of each n tried, the plain way (one operator per row)."""
-    n_max = max(n_max, 0)
-    n_min = min(max(n_min, 0), n_max)
+def exact_plan(plan: Mapping[str, Any]) -> tuple[PlannedCalls, dict[int, float]]:
+    """The plan, and the risk of each n tried, the plain way; `plan` holds `plan_calls`'
+    arguments, with one row of `free_by` per operator."""
+    ready, waiting, budget = plan["ready"], plan["waiting"], plan["budget"]
+    free_by, dialing_by, dialing_eventual = (
+        plan["free_by"],
+        plan["dialing_by"],
+        plan["dialing_eventual"],
+    )
+    new_timing, p_answer = plan["new_timing"], plan["p_answer"]
+    n_max = max(plan["n_max"], 0)
+    n_min = min(max(plan["n_min"], 0), n_max)
     if callable(p_answer):
         p_answer = p_answer(n_max) if n_max else np.ones(1)
     given = np.atleast_1d(np.clip(np.asarray(p_answer, dtype=np.float64), 0.0, 1.0))
@@ -203,7 +200,7 @@ def plans(draw: st.DrawFn) -> dict[str, object]:
 @settings(max_examples=40, deadline=None)
 @given(plan=plans())
 def test_plan_calls_decides_as_the_recursion_computed_without_cuts(plan: dict) -> None:
-    exact, risks = exact_plan(**plan)
+    exact, risks = exact_plan(plan)
     assert_same_plan(plan_calls(**plan), exact, risks, plan["budget"])
 
 
@@ -354,5 +351,5 @@ def test_the_pacer_decides_as_the_exact_computation_on_random_snapshots(
                 [trained.handle_time.free_within(b.phase, b.elapsed_s) for b in snap.busy_operators]
             ).reshape(len(snap.busy_operators), GRID_S.shape[0])
             plain = {k: v for k, v in inputs.items() if k not in ("free_counts", "frees")}
-            exact, risks = exact_plan(**{**plain, "free_by": rows})
+            exact, risks = exact_plan({**plain, "free_by": rows})
             assert_same_plan(planned, exact, risks, float(inputs["budget"]))  # type: ignore[arg-type]

@@ -131,12 +131,15 @@ def plan_calls(
         new_timing, prepend=0.0
     )
     timing = step / weight if weight > 0 else np.zeros_like(step)
-    risks = _Risks(
+    floor = _Floor(
         ready=ready,
         waiting=waiting,
         pool_cap=ready + int(counts.sum()),
         frees=frees,
         hazard=_hazards(timing),
+    )
+    risks = _Risks(
+        floor=floor,
         dialing_pmf=poisson_binomial(dialing_eventual[:, None])[0],
         odds=odds,
         ahead=min(n_max, n_min + 4),
@@ -172,20 +175,8 @@ def plan_calls(
 class _Risks:
     """E[lost] with n new calls, for any n, from as few tables as the bounds allow."""
 
-    def __init__(
-        self,
-        *,
-        ready: int,
-        waiting: int,
-        pool_cap: int,
-        frees: FloatArray,
-        hazard: FloatArray,
-        dialing_pmf: FloatArray,
-        odds: _Odds,
-        ahead: int,
-    ) -> None:
-        self._ready, self._waiting, self._pool_cap = ready, waiting, pool_cap
-        self._frees, self._hazard, self._odds = frees, hazard, odds
+    def __init__(self, *, floor: _Floor, dialing_pmf: FloatArray, odds: _Odds, ahead: int):
+        self._floor, self._odds = floor, odds
         self._mean_dialing = float(np.dot(np.arange(dialing_pmf.shape[0]), dialing_pmf))
         self.dialing = _Dialing.of(dialing_pmf)
         # Answers among the first n new calls, for the n asked about so far.
@@ -205,7 +196,7 @@ class _Risks:
             top *= 2
         end = self._ends.get(top)
         if end is None:
-            end = self._ends[top] = _last_interval(self._hazard, top)
+            end = self._ends[top] = _last_interval(self._floor.hazard, top)
         mean = self._mean_dialing + self._odds.expected(n)
         table = self._tables.get(end)
         if table is not None:
@@ -215,16 +206,8 @@ class _Risks:
         pending = _convolve(self.dialing.pmf, new_pmf)
         # Out to the 1 - 1e-12 quantile if need be: the figure then is the exact one.
         for tail in (_TABLE_TAIL, 1e-12):
-            table = _Table.build(
-                ready=self._ready,
-                waiting=self._waiting,
-                pool_cap=self._pool_cap,
-                frees=self._frees,
-                hazard=self._hazard,
-                end=end,
-                rows=_quantile(pending, tail) + 1,
-                dialing=self.dialing,
-            )
+            rows = _quantile(pending, tail) + 1
+            table = _Table.build(self._floor, end=end, rows=rows, dialing=self.dialing)
             self._tables[end] = table
             low, high = table.lost(new_pmf, self.dialing, mean)
             if _settled(low, high, limit, mean):
@@ -309,27 +292,8 @@ class _Table:
     by_new: FloatArray  # [x]: E[lost; answers < rows | x new calls answered]
 
     @classmethod
-    def build(
-        cls,
-        *,
-        ready: int,
-        waiting: int,
-        pool_cap: int,
-        frees: FloatArray,
-        hazard: FloatArray,
-        end: int,
-        rows: int,
-        dialing: _Dialing,
-    ) -> _Table:
-        lost_given = _lost_given_pending(
-            ready=ready,
-            waiting=waiting,
-            pool_cap=pool_cap,
-            frees=frees,
-            hazard=hazard,
-            end=end,
-            rows=rows,
-        )
+    def build(cls, floor: _Floor, *, end: int, rows: int, dialing: _Dialing) -> _Table:
+        lost_given = _lost_given_pending(floor, end=end, rows=rows)
         reachable = dialing.pmf[:rows]
         by_new = np.correlate(lost_given, reachable, mode="full")[reachable.shape[0] - 1 :]
         return cls(
@@ -430,16 +394,18 @@ def _hazards(timing: FloatArray) -> FloatArray:
     return np.clip(hazard, 0.0, 1.0)
 
 
-def _lost_given_pending(
-    *,
-    ready: int,
-    waiting: int,
-    pool_cap: int,
-    frees: FloatArray,
-    hazard: FloatArray,
-    end: int,
-    rows: int,
-) -> FloatArray:
+@dataclass(frozen=True, slots=True)
+class _Floor:
+    """What the recursion needs of the floor (see `_lost_given_pending`)."""
+
+    ready: int
+    waiting: int
+    pool_cap: int
+    frees: FloatArray  # [k, x]: P(x busy operators freed in interval k)
+    hazard: FloatArray
+
+
+def _lost_given_pending(floor: _Floor, *, end: int, rows: int) -> FloatArray:
     """E[answered calls that find no operator | r calls still to be answered], r < `rows`.
 
     A backward recursion over the grid on V_k(pool, r), the expected number lost from interval
@@ -458,6 +424,8 @@ def _lost_given_pending(
     the table is cut there. And d only ever falls: the ready operators left after the waiting
     calls bound it from the start, and the columns stop there.
     """
+    ready, waiting, pool_cap = floor.ready, floor.waiting, floor.pool_cap
+    frees, hazard = floor.frees, floor.hazard
     columns = rows - max(0, ready - waiting)
     if columns <= 1:
         return np.zeros(rows)  # more idle operators than calls to come: nothing is lost
@@ -496,9 +464,9 @@ def _lost_given_pending(
         answered = _product(thinning, value[:m, :c])
         if pool_cap < n - 1:
             # The pool cannot grow past the operators logged in: d never falls below r - cap.
-            floor = np.minimum(np.maximum(count[:n] - pool_cap, 0), c - 1)
-            edge = answered[count[:n], floor]
-            answered = np.where(count[:c] < floor[:, None], edge[:, None], answered)
+            lowest = np.minimum(np.maximum(count[:n] - pool_cap, 0), c - 1)
+            edge = answered[count[:n], lowest]
+            answered = np.where(count[:c] < lowest[:, None], edge[:, None], answered)
         # join[d', d] = P(d - d' freed), and from d' = 0 (a pool of r or more) P(d or more).
         spread = np.zeros(2 * c - 1)
         spread[c - 1 : c - 1 + min(c, width)] = frees[k, :c]
