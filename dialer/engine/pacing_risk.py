@@ -52,7 +52,7 @@ _EXACT_CHOOSE: Final = 1024  # C(r, u) overflows past r = 1029
 # A table reaches the 1 - 1e-8 quantile of the calls to come: past it the bounds on the loss
 # differ by about 1e-8 calls, so a decision needs a table built out to 1 - 1e-12 only when its
 # risk is that close to the budget. The risk reported is the lower bound, held within 1e-6 of
-# the answers expected of the exact figure (the wallboard shows hundredths of a percent).
+# the exact figure (the wallboard shows hundredths of a percent).
 _TABLE_TAIL: Final = 1e-8
 _CLOSE: Final = 1e-6
 
@@ -168,7 +168,7 @@ def plan_calls(
             within = middle
     risk = 0.0
     if within > n_min and expected(within) > 0:
-        risk = risks.lost(within, limit=None)[0] / expected(within)
+        risk = risks.lost(within, limit=None, close=_CLOSE * expected(within))[0] / expected(within)
     return PlannedCalls(calls=within, abandon_probability=risk, expected_answers=expected(within))
 
 
@@ -187,9 +187,9 @@ class _Risks:
         self._tables: dict[int, _Table] = {}  # by the last interval followed
         self._ends: dict[int, int] = {}  # that interval, by `top`
 
-    def lost(self, n: int, *, limit: float | None) -> tuple[float, float]:
+    def lost(self, n: int, *, limit: float | None, close: float = 0.0) -> tuple[float, float]:
         """Bounds on E[lost] with n new calls that tell whether it is over `limit`, or, for
-        None, within `_CLOSE` of each other (for the figure reported)."""
+        None, within `close` of each other (for the figure reported)."""
         new_pmf = self._answers(n)
         top = self._top
         while top > 0 and self.dialing.at_most(new_pmf, top) < 1.0 - 1e-12:
@@ -201,7 +201,7 @@ class _Risks:
         table = self._tables.get(end)
         if table is not None:
             low, high = table.lost(new_pmf, self.dialing, mean)
-            if _settled(low, high, limit, mean):
+            if _settled(low, high, limit, close):
                 return low, high
         pending = _convolve(self.dialing.pmf, new_pmf)
         # Out to the 1 - 1e-12 quantile if need be: the figure then is the exact one.
@@ -210,7 +210,7 @@ class _Risks:
             table = _Table.build(self._floor, end=end, rows=rows, dialing=self.dialing)
             self._tables[end] = table
             low, high = table.lost(new_pmf, self.dialing, mean)
-            if _settled(low, high, limit, mean):
+            if _settled(low, high, limit, close):
                 break
         return low, high
 
@@ -224,10 +224,10 @@ class _Risks:
         return pmf
 
 
-def _settled(low: float, high: float, limit: float | None, mean: float) -> bool:
-    """Whether bounds on E[lost] tell which side of `limit` it lies (None: are close)."""
+def _settled(low: float, high: float, limit: float | None, close: float) -> bool:
+    """Whether bounds on E[lost] tell which side of `limit` it lies (None: are `close`)."""
     if limit is None:
-        return high - low <= _CLOSE * max(1.0, mean)
+        return high - low <= close
     return low > limit or high <= limit
 
 
