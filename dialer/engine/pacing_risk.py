@@ -55,6 +55,7 @@ _EXACT_CHOOSE: Final = 1024  # C(r, u) overflows past r = 1029
 # the exact figure (the wallboard shows hundredths of a percent).
 _TABLE_TAIL: Final = 1e-8
 _CLOSE: Final = 1e-6
+_BATCH: Final = 1 << 18  # a table's matrices all at once up to this many entries
 
 # Seconds from now that cut the future into intervals: 2 s apart (the connect budget) while most
 # answers come, coarser after 30 s. Calls still unanswered at 40 s (carriers give up at 30-45 s)
@@ -429,15 +430,13 @@ def _lost_given_pending(floor: _Floor, *, end: int, rows: int) -> FloatArray:
     columns = rows - max(0, ready - waiting)
     if columns <= 1:
         return np.zeros(rows)  # more idle operators than calls to come: nothing is lost
-    count, gap, beyond, upper, choose = _combinatorics(64 * -(-rows // 64))
-    count = count[:rows]
-    log_choose = _log_choose(rows) if choose is None else None
+    counts = _counts(64 * -(-rows // 64))
+    count, beyond, upper = counts.count[:rows], counts.beyond, counts.upper
+    log_choose = _log_choose(rows) if counts.choose is None else None
     log_fact = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, rows + 1)))])
     survival = np.clip(np.concatenate([[1.0], 1.0 - np.cumsum(_hazard_mass(hazard))]), 0.0, 1.0)
     caps = _survivor_caps(rows - 1, survival[: end + 1], log_fact).tolist()
     width = frees.shape[1]
-    at_least = np.cumsum(frees[:, ::-1], axis=1)[:, ::-1]  # P(at least d freed)
-    zeros = np.zeros(rows - 1)
     # value[r, d] for d > r stands for an empty pool with d - r calls lost already: V(r, r) +
     # d - r. Answers keep that true (every one of those r calls finds the pool empty too), so
     # value[u, d] is also what follows u calls still to come after answers, whatever d; the
@@ -445,33 +444,28 @@ def _lost_given_pending(floor: _Floor, *, end: int, rows: int) -> FloatArray:
     wide = min(caps[1] + 1 if end >= 1 else 1, columns)
     n = caps[end] + 1
     value: FloatArray = np.broadcast_to(count[:wide] * 1.0, (n, wide)).copy()  # all lost: d
+    # Small tables: every interval's matrices in a few array operations (each numpy call has
+    # its own cost, which small matrices do not cover); large ones: interval by interval.
+    tall = caps[1] + 1 if end >= 1 else 1
+    batch = end * tall * tall <= _BATCH
+    if batch:
+        thinnings = _thinnings(hazard[1 : end + 1], tall, counts, log_choose)
+        joins = _joins(frees[1 : end + 1], min(tall, columns), counts)
     for k in range(end, 0, -1):
         n = caps[k] + 1
         m = min(n, value.shape[0])
         c = min(n, columns)
-        h = float(hazard[k])
-        if choose is not None:
-            # Binomial(r, 1 - h) at u: C(r, u) (1 - h)^u h^(r - u); h^(r - u) is Toeplitz.
-            powers = np.concatenate([zeros[: m - 1], h ** count[:n]])
-            thinning = np.multiply(choose[:n, :m], _toeplitz(powers, n, m))
-            thinning *= (1.0 - h) ** count[:m]
+        if batch:
+            thinning = thinnings[k - 1, :n, :m]
         else:
-            assert log_choose is not None
-            with np.errstate(divide="ignore", invalid="ignore"):
-                logp = log_choose[:n, :m] + gap[:n, :m] * np.log(h)
-                logp += count[:m] * np.log1p(-h)
-            thinning = np.where((gap[:n, :m] >= 0) & np.isfinite(logp), np.exp(logp), 0.0)
+            thinning = _thinnings(hazard[k : k + 1], n, counts, log_choose)[0, :, :m]
         answered = _product(thinning, value[:m, :c])
         if pool_cap < n - 1:
             # The pool cannot grow past the operators logged in: d never falls below r - cap.
             lowest = np.minimum(np.maximum(count[:n] - pool_cap, 0), c - 1)
             edge = answered[count[:n], lowest]
             answered = np.where(count[:c] < lowest[:, None], edge[:, None], answered)
-        # join[d', d] = P(d - d' freed), and from d' = 0 (a pool of r or more) P(d or more).
-        spread = np.zeros(2 * c - 1)
-        spread[c - 1 : c - 1 + min(c, width)] = frees[k, :c]
-        join = _toeplitz(spread, c, c).T.copy()
-        join[0, : min(c, width)] = at_least[k, :c]
+        join = joins[k - 1, :c, :c] if batch else _joins(frees[k : k + 1], c, counts)[0]
         value = np.empty((n, wide))
         _product(answered, join, out=value[:, :c])
         empty = np.zeros((n, 1))
@@ -487,21 +481,38 @@ def _lost_given_pending(floor: _Floor, *, end: int, rows: int) -> FloatArray:
     return result
 
 
+@dataclass(frozen=True, slots=True)
+class _Counts:
+    """Tables that depend only on how many calls a table follows (read-only; sliced)."""
+
+    count: IntArray  # 0 .. size - 1
+    gap: IntArray  # [r, u]: r - u
+    beyond: FloatArray  # [r, d]: d - r where positive, else 0
+    upper: BoolArray  # [r, d]: d > r
+    below: IntArray  # [r, u]: r - u where u <= r, else size (an index to a zero)
+    ahead: IntArray  # [d', d]: d - d' where d' <= d, else size
+    choose: FloatArray | None  # [r, u]: C(r, u), 0 where u > r; None past `_EXACT_CHOOSE`
+
+
 @functools.lru_cache(maxsize=4)
-def _combinatorics(
-    size: int,
-) -> tuple[IntArray, IntArray, FloatArray, BoolArray, FloatArray | None]:
-    """0 .. size - 1; r - u; d - r where positive, and where; C(r, u) (past `_EXACT_CHOOSE`,
-    None). Read-only: callers slice them."""
+def _counts(size: int) -> _Counts:
     count = np.arange(size)
     gap = count[:, None] - count[None, :]
     beyond = np.maximum(-gap, 0).astype(np.float64)
-    upper = beyond > 0
     choose = np.where(gap >= 0, np.exp(_log_choose(size)), 0.0) if size <= _EXACT_CHOOSE else None
-    for table in (count, gap, beyond, upper, choose):
+    tables = _Counts(
+        count=count,
+        gap=gap,
+        beyond=beyond,
+        upper=beyond > 0,
+        below=np.where(gap >= 0, gap, size),
+        ahead=np.where(gap <= 0, -gap, size),
+        choose=choose,
+    )
+    for table in (count, gap, beyond, tables.upper, tables.below, tables.ahead, choose):
         if table is not None:
             table.setflags(write=False)
-    return count, gap, beyond, upper, choose
+    return tables
 
 
 def _log_choose(rows: int) -> FloatArray:
@@ -514,14 +525,38 @@ def _log_choose(rows: int) -> FloatArray:
     return table
 
 
-def _toeplitz(diagonals: FloatArray, n: int, m: int) -> FloatArray:
-    """t[i, j] = diagonals[m - 1 + i - j], an n x m read-only view of `diagonals`."""
-    base = np.ascontiguousarray(diagonals[: n + m - 1])
-    step = base.strides[0]
-    view: FloatArray = np.ndarray(
-        (n, m), dtype=np.float64, buffer=base, offset=(m - 1) * step, strides=(step, -step)
-    )
-    return view
+def _thinnings(
+    hazard: FloatArray, size: int, counts: _Counts, log_choose: FloatArray | None
+) -> FloatArray:
+    """[k, r, u]: P(u of r calls still to come after interval k), Binomial(r, 1 - hazard[k]):
+    C(r, u) (1 - h)^u h^(r - u) for r, u < `size` (by logarithms past `_EXACT_CHOOSE`)."""
+    h = np.clip(hazard, 0.0, 1.0)[:, None]
+    if counts.choose is not None:
+        # h^(r - u) gathered by r - u (a zero above the diagonal), then the other factors.
+        powers = np.zeros((h.shape[0], counts.count.shape[0] + 1))
+        powers[:, :size] = h ** counts.count[:size]
+        table = powers[:, counts.below[:size, :size]]
+        table *= counts.choose[:size, :size]
+        table *= ((1.0 - h) ** counts.count[:size])[:, None, :]
+        return table
+    assert log_choose is not None
+    steps = counts.gap[:size, :size]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logp = log_choose[None, :size, :size] + steps * np.log(h)[:, :, None]
+        logp += counts.count[:size] * np.log1p(-h)[:, :, None]
+    result: FloatArray = np.where((steps >= 0) & np.isfinite(logp), np.exp(logp), 0.0)
+    return result
+
+
+def _joins(frees: FloatArray, size: int, counts: _Counts) -> FloatArray:
+    """[k, d', d]: P(d - d' freed in interval k), and from d' = 0 (a pool of r or more, where
+    nothing is lost) P(d or more freed); d', d < `size`."""
+    width = min(size, frees.shape[1])
+    padded = np.zeros((frees.shape[0], counts.count.shape[0] + 1))
+    padded[:, :width] = frees[:, :width]
+    table = padded[:, counts.ahead[:size, :size]]
+    table[:, 0, :] = np.cumsum(padded[:, ::-1], axis=1)[:, ::-1][:, :size]
+    return table
 
 
 def _product(a: FloatArray, b: FloatArray, out: FloatArray | None = None) -> FloatArray:
