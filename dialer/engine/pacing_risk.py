@@ -154,13 +154,13 @@ def plan_calls(
         return expected(n) > 0 and low / expected(n) > budget
 
     # The risk grows with n: the last n within the budget, by doubling steps then halving.
-    within, beyond, step = n_min, None, 1
+    within, beyond, stride = n_min, None, 1
     while within < n_max:
-        n = min(n_min + step, n_max)
+        n = min(n_min + stride, n_max)
         if over(n):
             beyond = n
             break
-        within, step = n, 2 * step
+        within, stride = n, 2 * stride
     while beyond is not None and beyond - within > 1:
         middle = (within + beyond) // 2
         if over(middle):
