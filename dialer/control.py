@@ -18,7 +18,7 @@ from acd.errors import AcdError
 from dialer.engine import events as ev
 from dialer.engine.engine import DialerEngine
 from dialer.engine.errors import EngineError, OperatorActionRejected, UnknownCall
-from dialer.engine.inbound import INBOUND
+from dialer.engine.session import INBOUND
 from dialer.http.control import Conflict, Forbidden, NotFound, OperatorAction
 from dialer.http.schemas import DispositionIn, OperatorStatus, OrderCard, Principal, TransferIn
 

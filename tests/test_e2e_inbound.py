@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -96,10 +97,9 @@ class Desk:
         return response.json()  # type: ignore[no-any-return]
 
 
-async def test_inbound_callers_are_recognised_routed_escalated_and_abandoned(
-    tmp_path: Path,
-) -> None:
-    async with floor(
+def inbound_floor(tmp_path: Path) -> AbstractAsyncContextManager[Floor]:
+    """The delivery line's floor against a new simulator, at 03:00 in Moscow."""
+    return floor(
         tmp_path,
         operators=0,
         campaign=CampaignSettings(id="unused"),
@@ -107,7 +107,13 @@ async def test_inbound_callers_are_recognised_routed_escalated_and_abandoned(
         start=START,
         talk_s=600.0,  # operators stay on the line until the test is done with them
         settings=settings(tmp_path),
-    ) as f:
+    )
+
+
+async def test_inbound_callers_are_recognised_routed_escalated_and_abandoned(
+    tmp_path: Path,
+) -> None:
+    async with inbound_floor(tmp_path) as f:
         outcome: list[BaseException] = []
 
         async def scenario() -> None:

@@ -16,12 +16,11 @@ from pathlib import Path
 from sqlalchemy import select
 
 from dialer.app import background_jobs
-from dialer.config import CampaignSettings
 from dialer.storage.models import CallTransfer
 from pbx.sim import AsteriskSim
 from pbx.sim.hangup import hangup as hang_up
-from tests.floor import Floor, floor
-from tests.test_e2e_inbound import SCALE, SHOP_NUMBER, START, Desk, eventually, settings
+from tests.floor import Floor
+from tests.test_e2e_inbound import SHOP_NUMBER, Desk, eventually, inbound_floor
 
 
 def _bridged_with(sim: AsteriskSim, uniqueid: str) -> set[str]:
@@ -54,15 +53,7 @@ async def _connected_caller(f: Floor, desk: Desk, phone: str, operator: str = "2
 async def test_an_attended_transfer_is_handed_over_or_called_off_over_ami(
     tmp_path: Path,
 ) -> None:
-    async with floor(
-        tmp_path,
-        operators=0,
-        campaign=CampaignSettings(id="unused"),
-        scale=SCALE,
-        start=START,
-        talk_s=600.0,  # operators stay on the line until the test is done with them
-        settings=settings(tmp_path),
-    ) as f:
+    async with inbound_floor(tmp_path) as f:
         outcome: list[BaseException] = []
 
         async def scenario() -> None:

@@ -20,10 +20,10 @@ from acd.routing import RoutingPolicy, RoutingRequest, eligible
 from acd.states import OperatorState
 from dialer.engine.book import CallBook
 from dialer.engine.campaign import CampaignRules
-from dialer.engine.commands import Command, ConnectToOperator, ScreenPop, StartRecording
-from dialer.engine.inbound import INBOUND, InboundDesk
-from dialer.engine.records import call_published, operator_published
-from dialer.engine.session import CallSession, CallState, Trigger
+from dialer.engine.commands import Command, ConnectToOperator, StartRecording
+from dialer.engine.inbound import InboundDesk
+from dialer.engine.records import call_published, operator_published, screen_pop
+from dialer.engine.session import INBOUND, CallSession, CallState, Trigger
 
 __all__ = ["HOLDING", "Connector"]
 
@@ -135,16 +135,8 @@ class Connector:
             )
         )
         pending = session.transfer
-        out.append(
-            ScreenPop(
-                operator_id=view.id,
-                call_id=session.call_id,
-                order_id=session.lead.order_id,
-                campaign_id=session.campaign_id,
-                caller=session.lead.phone if session.direction == INBOUND else "",
-                transfer_from=pending.from_operator_id if pending is not None else None,
-            )
-        )
+        transfer_from = pending.from_operator_id if pending is not None else None
+        out.append(screen_pop(session, view.id, transfer_from))
         if rules.record and not session.recording:
             session.recording = True
             out.append(StartRecording(call_id=session.call_id, filename=f"{session.call_id}.wav"))

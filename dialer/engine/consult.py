@@ -31,12 +31,12 @@ from typing import Final
 from acd.board import OperatorBoard
 from acd.states import OperatorState
 from dialer.engine.book import CallBook
-from dialer.engine.commands import BridgeToOperator, Command, Consult, HangupOperatorLeg, ScreenPop
+from dialer.engine.commands import BridgeToOperator, Command, Consult, HangupOperatorLeg
 from dialer.engine.connect import HOLDING, Connector
 from dialer.engine.errors import OperatorActionRejected
 from dialer.engine.events import ConsultEnded, TransferDecision, TransferRequested
-from dialer.engine.inbound import INBOUND, InboundDesk
-from dialer.engine.records import call_published, operator_published
+from dialer.engine.inbound import InboundDesk
+from dialer.engine.records import call_published, operator_published, screen_pop
 from dialer.engine.session import CallSession, CallState, Consultation, Trigger
 
 __all__ = ["Consultations"]
@@ -85,16 +85,7 @@ class Consultations:
                 endpoint=chosen.profile.endpoint,
             )
         )
-        out.append(
-            ScreenPop(
-                operator_id=chosen.id,
-                call_id=session.call_id,
-                order_id=session.lead.order_id,
-                campaign_id=session.campaign_id,
-                caller=session.lead.phone if session.direction == INBOUND else "",
-                transfer_from=ev.operator_id,
-            )
-        )
+        out.append(screen_pop(session, chosen.id, transfer_from=ev.operator_id))
         out.append(operator_published(self._board.get(chosen.id)))
         out.append(call_published(session))
         return session

@@ -50,11 +50,11 @@ from dialer.engine.events import (
     OriginateResult,
 )
 from dialer.engine.hopper import Hopper
-from dialer.engine.inbound import INBOUND, InboundDesk
+from dialer.engine.inbound import InboundDesk
 from dialer.engine.pacing import Pacer
 from dialer.engine.records import attempt_record, call_published, operator_published, order_outcome
 from dialer.engine.scheduling import after_attempt, not_before, with_callback
-from dialer.engine.session import CallSession, CallState, Trigger
+from dialer.engine.session import INBOUND, CallSession, CallState, Trigger
 from dialer.engine.stats import CampaignCounters
 
 __all__ = ["CallFlow"]

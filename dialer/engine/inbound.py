@@ -48,12 +48,11 @@ from dialer.engine.events import CallbackChoice, InboundCall, TransferRequested
 from dialer.engine.hopper import Hopper
 from dialer.engine.records import call_published, operator_published
 from dialer.engine.scheduling import Lead, with_callback
-from dialer.engine.session import CallSession, CallState, Transfer, Trigger
+from dialer.engine.session import INBOUND, CallSession, CallState, Transfer, Trigger
 from dialer.engine.stats import QueueStatistics
 
 __all__ = ["InboundDesk", "QueueCounters"]
 
-INBOUND: Final = "inbound"
 # An order id for a caller the engine has no open order for: never a stored order's id.
 _NO_ORDER_PREFIX: Final = "inbound:"
 

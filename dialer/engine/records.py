@@ -9,11 +9,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from acd.board import OperatorView
-from dialer.engine.commands import Publish, StoreAttempt, StoreOutcome
+from dialer.engine.commands import Publish, ScreenPop, StoreAttempt, StoreOutcome
 from dialer.engine.scheduling import Lead
-from dialer.engine.session import CallSession
+from dialer.engine.session import INBOUND, CallSession
 
-__all__ = ["attempt_record", "call_published", "operator_published", "order_outcome"]
+__all__ = [
+    "attempt_record",
+    "call_published",
+    "operator_published",
+    "order_outcome",
+    "screen_pop",
+]
 
 
 def attempt_record(session: CallSession, outcome: str, now: float) -> StoreAttempt:
@@ -78,4 +84,17 @@ def operator_published(view: OperatorView) -> Publish:
             "call_id": view.call_id,
             "pause_reason": view.pause_reason,
         },
+    )
+
+
+def screen_pop(session: CallSession, operator_id: str, transfer_from: str | None) -> ScreenPop:
+    """The card an operator's screen shows for the call (an inbound caller's number included;
+    `transfer_from`: the colleague handing the customer over, if any)."""
+    return ScreenPop(
+        operator_id=operator_id,
+        call_id=session.call_id,
+        order_id=session.lead.order_id,
+        campaign_id=session.campaign_id,
+        caller=session.lead.phone if session.direction == INBOUND else "",
+        transfer_from=transfer_from,
     )

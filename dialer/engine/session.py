@@ -34,6 +34,7 @@ from dialer.engine.errors import IllegalTransition
 from dialer.engine.scheduling import Lead
 
 __all__ = [
+    "INBOUND",
     "LIVE_STATES",
     "TERMINAL_STATES",
     "TRANSITIONS",
@@ -45,6 +46,9 @@ __all__ = [
     "Trigger",
     "transition_table_markdown",
 ]
+
+
+INBOUND: Final = "inbound"  # `CallSession.direction` of a customer who called us
 
 
 class CallState(StrEnum):
