@@ -7,16 +7,17 @@ with their softphones on auto-answer, and opens the runtime on a SQLite file in 
 
 from __future__ import annotations
 
+import asyncio
 import random
 import secrets
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from dialer.app import Runtime, open_runtime
+from dialer.app import Runtime, background_jobs, open_runtime
 from dialer.clock import ScaledClock
 from dialer.config import CampaignSettings, OperatorSettings, Settings
 from dialer.config.models import CrmSettings, DatabaseSettings, HttpSettings, IntakeSettings
@@ -125,3 +126,22 @@ async def floor(
     finally:
         if own:
             await the_sim.close()
+
+
+async def play(f: Floor, scenario: Callable[[], Awaitable[None]], *, within: float = 90) -> None:
+    """Run the daemon (and its background jobs) with `scenario` beside it until the scenario
+    ends, then stop it; whatever the scenario raised is raised here."""
+    failed: list[BaseException] = []
+
+    async def scene() -> None:
+        try:
+            await scenario()
+        except BaseException as exc:
+            failed.append(exc)
+        finally:
+            f.rt.daemon.stop()
+
+    async with asyncio.timeout(within):
+        await f.rt.daemon.run(extra=[*background_jobs(f.rt), scene])
+    if failed:
+        raise failed[0]

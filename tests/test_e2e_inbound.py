@@ -20,11 +20,10 @@ from zoneinfo import ZoneInfo
 import httpx
 from sqlalchemy import select
 
-from dialer.app import background_jobs
 from dialer.config import CampaignSettings, OperatorSettings, Settings
 from dialer.config.models import DatabaseSettings, HttpSettings, InboundSettings
 from dialer.storage.models import CallTransfer, InboundCall, Order
-from tests.floor import Floor, floor
+from tests.floor import Floor, floor, play
 
 SCALE = 5.0
 # 03:00 in Moscow: the confirmation campaign's window is closed, so nobody is dialled out and
@@ -114,137 +113,126 @@ async def test_inbound_callers_are_recognised_routed_escalated_and_abandoned(
     tmp_path: Path,
 ) -> None:
     async with inbound_floor(tmp_path) as f:
-        outcome: list[BaseException] = []
 
         async def scenario() -> None:
-            try:
-                gadgets = await f.rt.add_order(
-                    crm="test",
-                    external_id="g-1",
-                    phone_e164="+79001110001",
-                    campaign_id="confirm",
-                    timezone="Europe/Moscow",
-                    category="gadgets",
-                    amount=Decimal(4990),
+            gadgets = await f.rt.add_order(
+                crm="test",
+                external_id="g-1",
+                phone_e164="+79001110001",
+                campaign_id="confirm",
+                timezone="Europe/Moscow",
+                category="gadgets",
+                amount=Decimal(4990),
+            )
+            cosmetics = await f.rt.add_order(
+                crm="test",
+                external_id="c-1",
+                phone_e164="+79001110002",
+                campaign_id="confirm",
+                timezone="Europe/Moscow",
+                category="cosmetics",
+                amount=Decimal(1990),
+            )
+            desks = {op: Desk(f, op) for op in ("2001", "2002", "2003")}
+            for desk in desks.values():
+                await desk.ready()
+
+            # 1. a customer with a gadgets order: recognised, routed to the gadgets operator
+            first = f.sim.call_in("79001110001", SHOP_NUMBER)
+
+            async def gadgets_card() -> bool:
+                card = await desks["2002"].call()
+                assert card is not None and card["call_id"] == first
+                assert card["order_id"] == str(gadgets) and card["inbound"] is True
+                assert card["category"] == "gadgets"
+                return True
+
+            await eventually(gadgets_card)
+            await eventually(lambda: f.rt.board.get("2002").state.value == "talking")
+
+            # 2. a cosmetics customer: to the cosmetics operator, not the supervisor (kept free)
+            second = f.sim.call_in("+79001110002", SHOP_NUMBER, talk_s=40.0)
+
+            async def cosmetics_card() -> bool:
+                card = await desks["2001"].call()
+                assert card is not None and card["call_id"] == second
+                assert card["order_id"] == str(cosmetics)
+                return True
+
+            await eventually(cosmetics_card)
+            await eventually(lambda: f.rt.board.get("2001").state.value == "talking")
+
+            # 3. the cosmetics operator escalates to a supervisor over the HTTP API
+            response = await desks["2001"].http.post(
+                f"/api/calls/{second}/transfer",
+                json={"supervisor": True, "reason": "qualification insufficient"},
+            )
+            assert response.status_code == 202, response.text
+            await eventually(lambda: f.rt.board.get("2003").state.value == "talking")
+            assert f.rt.board.get("2001").state.value == "wrap-up"
+
+            async def transfer_stored() -> bool:
+                async with f.rt.db.session() as s:
+                    rows = list(await s.scalars(select(CallTransfer)))
+                assert len(rows) == 1
+                row = rows[0]
+                assert (row.channel_id, row.from_operator_id, row.to_operator_id) == (
+                    second,
+                    "2001",
+                    "2003",
                 )
-                cosmetics = await f.rt.add_order(
-                    crm="test",
-                    external_id="c-1",
-                    phone_e164="+79001110002",
-                    campaign_id="confirm",
-                    timezone="Europe/Moscow",
-                    category="cosmetics",
-                    amount=Decimal(1990),
-                )
-                desks = {op: Desk(f, op) for op in ("2001", "2002", "2003")}
-                for desk in desks.values():
-                    await desk.ready()
+                assert row.target == "supervisor" and row.reason == "qualification insufficient"
+                assert row.order_id == cosmetics
+                return True
 
-                # 1. a customer with a gadgets order: recognised, routed to the gadgets operator
-                first = f.sim.call_in("79001110001", SHOP_NUMBER)
+            await eventually(transfer_stored)
+            card = await desks["2003"].call()
+            assert card is not None and card["order_id"] == str(cosmetics)
 
-                async def gadgets_card() -> bool:
-                    card = await desks["2002"].call()
-                    assert card is not None and card["call_id"] == first
-                    assert card["order_id"] == str(gadgets) and card["inbound"] is True
-                    assert card["category"] == "gadgets"
-                    return True
+            # 4. everyone is busy; an unknown caller gives up after 3 s of music on hold
+            third = f.sim.call_in("79009999999", SHOP_NUMBER, patience_s=3.0)
 
-                await eventually(gadgets_card)
-                await eventually(lambda: f.rt.board.get("2002").state.value == "talking")
+            async def abandoned() -> bool:
+                async with f.rt.db.session() as s:
+                    row = await s.get(InboundCall, third)
+                assert row is not None and row.outcome == "abandoned"
+                assert row.order_id is None and row.operator_id is None
+                return True
 
-                # 2. a cosmetics customer: to the cosmetics operator, not the supervisor (kept free)
-                second = f.sim.call_in("+79001110002", SHOP_NUMBER, talk_s=40.0)
+            await eventually(abandoned)
+            queue = f.rt.engine.statistics(f.rt.clock.now()).queues["delivery"]
+            assert (queue.offered, queue.answered, queue.abandoned, queue.waiting) == (
+                3,
+                2,
+                1,
+                0,
+            )
+            assert queue.service_level is not None and queue.asa_s is not None
+            # and the same figures on /metrics, as Prometheus reads them
+            metrics = (await desks["2003"].http.get("/metrics")).text
+            assert 'obzvon_queue_abandoned_total{line="delivery"} 1.0' in metrics
+            assert 'obzvon_queue_answered_total{line="delivery"} 2.0' in metrics
+            assert 'obzvon_queue_waiting{line="delivery"} 0.0' in metrics
+            assert 'obzvon_queue_service_level_threshold_seconds{line="delivery"} 20.0' in metrics
 
-                async def cosmetics_card() -> bool:
-                    card = await desks["2001"].call()
-                    assert card is not None and card["call_id"] == second
-                    assert card["order_id"] == str(cosmetics)
-                    return True
+            # 5. the customer hangs up; the supervisor confirms the order: the outcome is theirs
+            await eventually(lambda: f.rt.board.get("2003").state.value == "wrap-up", within=15)
+            response = await desks["2003"].http.post(
+                f"/api/calls/{second}/disposition", json={"outcome": "confirmed"}
+            )
+            assert response.status_code == 202, response.text
 
-                await eventually(cosmetics_card)
-                await eventually(lambda: f.rt.board.get("2001").state.value == "talking")
+            async def confirmed() -> bool:
+                async with f.rt.db.session() as s:
+                    order = await s.get(Order, cosmetics)
+                    row = await s.get(InboundCall, second)
+                assert order is not None and order.status == "confirmed"
+                assert row is not None and row.disposition == "confirmed"
+                assert row.operator_id == "2003" and row.outcome == "connected"
+                return True
 
-                # 3. the cosmetics operator escalates to a supervisor over the HTTP API
-                response = await desks["2001"].http.post(
-                    f"/api/calls/{second}/transfer",
-                    json={"supervisor": True, "reason": "qualification insufficient"},
-                )
-                assert response.status_code == 202, response.text
-                await eventually(lambda: f.rt.board.get("2003").state.value == "talking")
-                assert f.rt.board.get("2001").state.value == "wrap-up"
+            await eventually(confirmed)
+            for desk in desks.values():
+                await desk.http.aclose()
 
-                async def transfer_stored() -> bool:
-                    async with f.rt.db.session() as s:
-                        rows = list(await s.scalars(select(CallTransfer)))
-                    assert len(rows) == 1
-                    row = rows[0]
-                    assert (row.channel_id, row.from_operator_id, row.to_operator_id) == (
-                        second,
-                        "2001",
-                        "2003",
-                    )
-                    assert row.target == "supervisor" and row.reason == "qualification insufficient"
-                    assert row.order_id == cosmetics
-                    return True
-
-                await eventually(transfer_stored)
-                card = await desks["2003"].call()
-                assert card is not None and card["order_id"] == str(cosmetics)
-
-                # 4. everyone is busy; an unknown caller gives up after 3 s of music on hold
-                third = f.sim.call_in("79009999999", SHOP_NUMBER, patience_s=3.0)
-
-                async def abandoned() -> bool:
-                    async with f.rt.db.session() as s:
-                        row = await s.get(InboundCall, third)
-                    assert row is not None and row.outcome == "abandoned"
-                    assert row.order_id is None and row.operator_id is None
-                    return True
-
-                await eventually(abandoned)
-                queue = f.rt.engine.statistics(f.rt.clock.now()).queues["delivery"]
-                assert (queue.offered, queue.answered, queue.abandoned, queue.waiting) == (
-                    3,
-                    2,
-                    1,
-                    0,
-                )
-                assert queue.service_level is not None and queue.asa_s is not None
-                # and the same figures on /metrics, as Prometheus reads them
-                metrics = (await desks["2003"].http.get("/metrics")).text
-                assert 'obzvon_queue_abandoned_total{line="delivery"} 1.0' in metrics
-                assert 'obzvon_queue_answered_total{line="delivery"} 2.0' in metrics
-                assert 'obzvon_queue_waiting{line="delivery"} 0.0' in metrics
-                assert (
-                    'obzvon_queue_service_level_threshold_seconds{line="delivery"} 20.0' in metrics
-                )
-
-                # 5. the customer hangs up; the supervisor confirms the order: the outcome is theirs
-                await eventually(lambda: f.rt.board.get("2003").state.value == "wrap-up", within=15)
-                response = await desks["2003"].http.post(
-                    f"/api/calls/{second}/disposition", json={"outcome": "confirmed"}
-                )
-                assert response.status_code == 202, response.text
-
-                async def confirmed() -> bool:
-                    async with f.rt.db.session() as s:
-                        order = await s.get(Order, cosmetics)
-                        row = await s.get(InboundCall, second)
-                    assert order is not None and order.status == "confirmed"
-                    assert row is not None and row.disposition == "confirmed"
-                    assert row.operator_id == "2003" and row.outcome == "connected"
-                    return True
-
-                await eventually(confirmed)
-                for desk in desks.values():
-                    await desk.http.aclose()
-            except BaseException as exc:
-                outcome.append(exc)
-            finally:
-                f.rt.daemon.stop()
-
-        async with asyncio.timeout(90):
-            await f.rt.daemon.run(extra=[*background_jobs(f.rt), scenario])
-        if outcome:
-            raise outcome[0]
+        await play(f, scenario)
