@@ -8,8 +8,14 @@ command.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+
+# The engine's matrices are small (a pacing decision's tables are tens to hundreds wide): a
+# multithreaded BLAS only adds hand-offs between threads, and on a loaded two-core machine one
+# table took 30 times longer with them. Read by numpy when it is first imported, below.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from typing import TYPE_CHECKING, Any
 
 import click
