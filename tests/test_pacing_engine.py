@@ -10,7 +10,7 @@ from acd.board import OperatorBoard
 from acd.profile import OperatorProfile
 from acd.routing import LongestIdle
 from dialer.engine.campaign import CallingWindow, CampaignRules
-from dialer.engine.engine import DialerEngine
+from dialer.engine.engine import NEXT_LEADS_TOLD, DialerEngine
 from dialer.engine.events import OperatorLogin, OperatorReady, OrderArrived, OriginateResult, Tick
 from dialer.engine.pacing import PacingSnapshot, PacingStatistics
 from dialer.engine.scheduling import Lead
@@ -55,6 +55,14 @@ class Recorder:
         return PacingStatistics(name=self.name, mode="test", dial_level=1.0, last_reason="")
 
 
+class Watcher(Recorder):
+    """Keeps the snapshots and places no call."""
+
+    def calls_to_place(self, snap: PacingSnapshot) -> int:
+        self.seen.append(snap)
+        return 0
+
+
 def test_the_engine_tells_the_pacer_how_old_the_next_orders_and_those_dialing_are() -> None:
     rules = CampaignRules(id="confirm", calling_window=CallingWindow(start=time(0), end=time(0)))
     board = OperatorBoard()
@@ -87,3 +95,35 @@ def test_the_engine_tells_the_pacer_how_old_the_next_orders_and_those_dialing_ar
     engine.handle(OriginateResult(now=T0 + 6, call_id="call-1", reason=5))  # busy
     engine.handle(Tick(now=T0 + 7))
     assert sorted(pacer.seen[-1].dialing_lead_ages_s or ()) == [65.0, 605.0]
+
+
+def test_a_big_floor_is_told_the_next_256_orders_and_the_rest_count_as_fresh() -> None:
+    # Walking the hopper for thousands of leads cost milliseconds a step; past the first
+    # NEXT_LEADS_TOLD the pacer assumes the likeliest to answer, so it never plans more calls
+    # than the truth would allow.
+    rules = CampaignRules(id="confirm", calling_window=CallingWindow(start=time(0), end=time(0)))
+    board = OperatorBoard()
+    for i in range(100):
+        board.add(
+            OperatorProfile(id=f"op{i}", endpoint=f"ep-{i}", campaigns=frozenset({"confirm"})), T0
+        )
+    pacer = Watcher()
+    counter = itertools.count(1)
+    engine = DialerEngine(
+        campaigns=[rules],
+        board=board,
+        router=LongestIdle(),
+        pacers={"confirm": pacer},
+        id_factory=lambda: f"call-{next(counter)}",
+    )
+    for i in range(1000):
+        engine.handle(OrderArrived(now=T0 - 3600 + i, lead=lead(f"o-{i}", T0 - 3600 + i)))
+    for i in range(100):
+        engine.handle(OperatorLogin(now=T0, operator_id=f"op{i}"))
+        engine.handle(OperatorReady(now=T0, operator_id=f"op{i}"))
+    snap = pacer.seen[-1]
+    assert snap.leads_available == 1000
+    ages = snap.next_lead_ages_s
+    assert ages is not None and len(ages) == NEXT_LEADS_TOLD + 1
+    assert ages[:3] == (3600.0, 3599.0, 3598.0)  # oldest first, as handed out
+    assert ages[-1] == 0.0  # the rest: as fresh as can be
