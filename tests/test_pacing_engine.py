@@ -121,6 +121,7 @@ def test_a_big_floor_is_told_the_next_256_orders_and_the_rest_count_as_fresh() -
     for i in range(100):
         engine.handle(OperatorLogin(now=T0, operator_id=f"op{i}"))
         engine.handle(OperatorReady(now=T0, operator_id=f"op{i}"))
+    engine.handle(Tick(now=T0))
     snap = pacer.seen[-1]
     assert snap.leads_available == 1000
     ages = snap.next_lead_ages_s
