@@ -259,6 +259,7 @@ class _DaemonRun:
         await self._wait(self.params.warmup_s, "warm-up")
         profiler = cProfile.Profile() if self.profile is not None else None
         before = _counters(rt)
+        not_dialled0 = rt.daemon.statistics().not_dialled
         start, cpu0 = time.monotonic(), time.process_time()
         arrived0, refused0 = self.arrived, self.refused
         self.far.send("window", "start")
@@ -288,6 +289,7 @@ class _DaemonRun:
             leads_due_at_end=stats.leads_due,
             inbox_at_end=daemon.inbox,
             ami_errors=daemon.ami_errors,
+            not_dialled=daemon.not_dialled - not_dialled0,
         )
 
     async def _wait(self, seconds: float, label: str) -> None:

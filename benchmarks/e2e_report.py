@@ -61,7 +61,9 @@ def summary(
         "orders_per_s": round(window["orders"] / wall, 2),
         "orders_refused": window["orders_refused"],
         # decided by the engine, never sent: the attempt's row could not be stored first
-        "originates_not_sent": max(0, engine["originated"] - attempts),
+        "originates_not_sent": window.get("not_dialled", 0),
+        # decided in the window, received by the simulator only after it (or before it began)
+        "originates_in_flight": engine["originated"] - attempts,
         "cpu_s": round(cpu, 3),
         "cpu_share": round(cpu / wall, 3),
         "cpu_s_per_1000_attempts": round(cpu / attempts * 1000, 3) if attempts else None,

@@ -58,6 +58,7 @@ class DaemonStatistics:
     commands_run: int
     ami_errors: int
     draining: bool
+    not_dialled: int = 0  # Originates the engine decided whose attempt row was refused
 
 
 class Daemon:
@@ -104,7 +105,7 @@ class Daemon:
         self._actions: asyncio.TaskGroup | None = None
         self._draining = asyncio.Event()
         self._stopped = asyncio.Event()
-        self._handled = self._run = self._ami_errors = 0
+        self._handled = self._run = self._ami_errors = self._not_dialled = 0
 
     # -- inputs -----------------------------------------------------------------------------
 
@@ -137,6 +138,7 @@ class Daemon:
             self._run,
             self._ami_errors,
             self._draining.is_set(),
+            self._not_dialled,
         )
 
     # -- the run ----------------------------------------------------------------------------
@@ -452,6 +454,7 @@ class Daemon:
         exc = await self.write(StartAttempt(command, self.clock.now()))
         if isinstance(exc, Exception):
             # The row is the guard against dialling twice: without it, no call.
+            self._not_dialled += 1
             log.error("not dialling %s: %s", mask_phone(command.phone), exc)
             await self._inbox.put(
                 (ev.OriginateResult(call_id=command.call_id, reason=0, now=self.clock.now()), None)
