@@ -35,7 +35,6 @@ from dialer.crm_factory import first_cursor, intake_rules, make_adapter, relay_s
 from dialer.daemon import Daemon
 from dialer.engine import events as ev
 from dialer.engine.engine import DialerEngine
-from dialer.engine.scheduling import Lead
 from dialer.events_schema import floor_snapshot, publish_campaign_stats
 from dialer.http.app import create_app
 from dialer.http.schemas import Principal
@@ -87,10 +86,7 @@ class Runtime:
         """Store an order as given (`repo.add_order`'s fields, without intake's rules: for
         simulated shops and tests) and hand it to the engine at once; returns its id."""
         now = self.clock.now()
-        lead = await self.daemon.write(NewOrder(fields, now))  # in the writer's turn
-        if isinstance(lead, Exception):
-            raise lead
-        assert isinstance(lead, Lead)
+        lead = await self.store.add_order(NewOrder(fields, now))
         await self.daemon.submit(ev.OrderArrived(lead=lead, now=now))
         return int(lead.order_id)
 
