@@ -3,6 +3,7 @@ behaviour and risk arithmetic, the abandon guard, the factory, and a small simul
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 import math
@@ -393,6 +394,40 @@ def test_predictive_does_not_overdial_when_everyone_answers_at_once(dialing: int
         pacer.on_attempt_result(now=T0 - 1000 + i, hour_of_day=10, answered=True, ring_s=0.1)
     s = snap(ready=6, busy=talking(*[5.0] * 14), dialing=dialing, ages=(0.0,) * dialing)
     assert pacer.calls_to_place(s) == 6 - dialing
+
+
+def test_predictive_learns_a_batch_only_once_its_answers_are_in_too() -> None:
+    # Ten calls placed together, six of them answered after 8 s; the four busy ones end
+    # first. Learned as they came, the four failures would read as an answer rate near 0.
+    pacer = PredictivePacer()
+    placed = T0 - 20
+    prior, _ = pacer.answer_rate.estimate(T0, 10)
+    for i in range(4):
+        pacer.on_attempt_result(now=placed + 1 + i * 0.1, hour_of_day=10, answered=False, ring_s=1)
+    pacer.calls_to_place(snap(placed + 2, ready=6, dialing=6, ages=(2.0,) * 6))
+    assert pacer.answer_rate.estimate(T0, 10)[0] == prior  # the batch is not whole yet
+    for i in range(6):
+        pacer.on_attempt_result(now=placed + 8, hour_of_day=10, answered=True, ring_s=8.0 - i / 10)
+    pacer.calls_to_place(snap(placed + 9, ready=0, busy=talking(*[1.0] * 6)))
+    learned, _ = pacer.answer_rate.estimate(T0, 10)
+    assert learned > prior  # six of ten answered: more than the prior's one in two
+
+
+def test_a_call_under_answering_machine_detection_counts_as_an_answer_due() -> None:
+    # Four calls placed 8 s ago, four operators ready, answers usually within 4 s. Still
+    # ringing, the calls are likely failures and the pacer dials four more; answered and
+    # being screened, they are four answers about to need the four operators.
+    def decide(screening: tuple[bool, ...] | None) -> int:
+        pacer = trained(0.5, ring_median_s=4.0)
+        s = snap(ready=4, busy=SEVENTEEN_BUSY, dialing=4, ages=(8.0,) * 4)
+        return pacer.calls_to_place(dataclasses.replace(s, dialing_screening=screening))
+
+    assert decide(None) == decide((False,) * 4) == 4
+    assert decide((True,) * 4) == 0
+    with pytest.raises(ValueError, match="dialing_screening"):
+        snap(ready=1, dialing=1, ages=(1.0,)).__class__(
+            now=T0, hour_of_day=10, ready_operators=1, calls_dialing=1, dialing_screening=(True,)
+        )
 
 
 def test_predictive_is_progressive_without_an_abandon_target() -> None:

@@ -122,7 +122,9 @@ def test_each_result_is_paired_with_the_call_that_left_the_dialing_list() -> Non
     # answered with answering-machine detection: the result comes 2.5 s after the pick-up
     pairs.result(now=T0 + 2.5, hour_of_day=10, answered=True, ring_s=5.0)
     pairs.result(now=T0 + 2.5, hour_of_day=10, answered=False, ring_s=1.0)  # not listed
-    paired = pairs.observe(dialing(T0 + 3, (batch, 60.0)))
+    paired = [
+        (r.hour_of_day, r.answered, r.age_s) for r in pairs.observe(dialing(T0 + 3, (batch, 60.0)))
+    ]
     assert sorted(paired, key=str) == sorted(
         [(10, False, 600.0), (10, True, 36000.0), (10, False, None)], key=str
     )
@@ -134,7 +136,8 @@ def test_a_call_that_ends_before_the_next_snapshot_is_paired_from_the_placement(
     pairs.observe(dialing(T0, ahead=(7200.0, 30.0)))
     pairs.placed(T0, (7200.0, 30.0))
     pairs.result(now=T0 + 0.8, hour_of_day=10, answered=False, ring_s=0.8)
-    assert pairs.observe(dialing(T0 + 1, (T0, 30.0))) == [(10, False, 7200.0)]
+    (result,) = pairs.observe(dialing(T0 + 1, (T0, 30.0)))
+    assert (result.placed_at, result.answered, result.age_s) == (T0, False, 7200.0)
 
 
 # -- the pacer ---------------------------------------------------------------------------------

@@ -293,6 +293,7 @@ class DialerEngine:
                 max(0.0, at - s.lead.created_at) for at, s in zip(placed, dialing, strict=True)
             ),
             next_lead_ages_s=tuple(max(0.0, now - created) for created in ahead),
+            dialing_screening=tuple(s.state is CallState.SCREENING for s in dialing),
             calls_waiting=len(self._book.waiting(rules.id)),
             leads_available=leads,
             abandon_rate=self._ledgers[rules.id].rate(now, rules.abandon_window_s),

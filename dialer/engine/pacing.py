@@ -101,6 +101,9 @@ class PacingSnapshot:
     abandon_counts: tuple[int, int] | None = None  # (abandons, live answers)
     dialing_lead_ages_s: tuple[float, ...] | None = None
     next_lead_ages_s: tuple[float, ...] | None = None
+    # For the same calls as `dialing_elapsed_s`: True for a call answered and under
+    # answering-machine detection (a live answer due within seconds unless a machine picked up).
+    dialing_screening: tuple[bool, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.dialing_elapsed_s is not None and len(self.dialing_elapsed_s) != self.calls_dialing:
@@ -110,6 +113,11 @@ class PacingSnapshot:
             or len(self.dialing_lead_ages_s) != len(self.dialing_elapsed_s)
         ):
             raise ValueError("dialing_lead_ages_s needs dialing_elapsed_s, one age per call")
+        if self.dialing_screening is not None and (
+            self.dialing_elapsed_s is None
+            or len(self.dialing_screening) != len(self.dialing_elapsed_s)
+        ):
+            raise ValueError("dialing_screening needs dialing_elapsed_s, one flag per call")
         if self.next_lead_ages_s is not None and len(self.next_lead_ages_s) > self.leads_available:
             raise ValueError("next_lead_ages_s cannot list more leads than leads_available")
         if not 0 <= self.hour_of_day <= 23:

@@ -33,14 +33,14 @@ from __future__ import annotations
 
 import bisect
 import math
-from typing import Final
+from typing import Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from dialer.engine.pacing import PacingSnapshot
 
-__all__ = ["AGE_EDGES_S", "HALF_LIVES_S", "AgeAnswerModel", "DialledAges", "PairedResult"]
+__all__ = ["AGE_EDGES_S", "HALF_LIVES_S", "AgeAnswerModel", "DialledAges", "Finished"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -221,7 +221,14 @@ class AgeAnswerModel:
         return mean
 
 
-PairedResult = tuple[int, bool, float | None]  # (hour of day, answered, age when dialled)
+class Finished(NamedTuple):
+    """A finished attempt as the pacer learns from it."""
+
+    placed_at: float  # when it was placed: the call it was paired with, else end - ring time
+    hour_of_day: int  # campaign-local hour of its result
+    answered: bool
+    ring_s: float
+    age_s: float | None  # its order's age when dialled; None when no call was paired
 
 
 class DialledAges:
@@ -240,14 +247,16 @@ class DialledAges:
 
     def __init__(self) -> None:
         self._known: dict[tuple[int, int], float] = {}
-        self._results: list[tuple[float, int, bool]] = []
+        self._results: list[Finished] = []
 
     def result(self, *, now: float, hour_of_day: int, answered: bool, ring_s: float) -> None:
         """An attempt finished; it is paired at the next `observe`."""
-        self._results.append((now - max(0.0, ring_s), hour_of_day, answered))
+        ring_s = max(0.0, ring_s)
+        self._results.append(Finished(now - ring_s, hour_of_day, answered, ring_s, None))
 
-    def observe(self, snap: PacingSnapshot) -> list[PairedResult]:
-        """Take in the calls dialing at `snap.now`; return the results paired since the last."""
+    def observe(self, snap: PacingSnapshot) -> list[Finished]:
+        """Take in the calls dialing at `snap.now`; return the results since the last, each
+        paired with its call where one is found."""
         elapsed, ages = snap.dialing_elapsed_s, snap.dialing_lead_ages_s
         current: dict[tuple[int, int], float] = {}
         if elapsed is not None and ages is not None and elapsed:
@@ -265,13 +274,14 @@ class DialledAges:
         )
         self._known = current
         starts = [at for at, _ in gone]
-        paired: list[PairedResult] = []
-        for placed_by, hour, answered in sorted(self._results):
-            at = bisect.bisect_right(starts, placed_by + 0.05) - 1
+        paired: list[Finished] = []
+        for result in sorted(self._results):
+            at = bisect.bisect_right(starts, result.placed_at + 0.05) - 1
             if at < 0:
-                paired.append((hour, answered, None))
+                paired.append(result)
                 continue
-            paired.append((hour, answered, gone[at][1]))
+            placed, age = gone[at]
+            paired.append(result._replace(placed_at=min(placed, result.placed_at), age_s=age))
             del starts[at], gone[at]
         self._results.clear()
         return paired
