@@ -32,7 +32,7 @@ from dialer.engine import commands as cmd
 from dialer.engine.scheduling import Lead
 from dialer.metrics import EventMetrics
 from dialer.storage import repo
-from dialer.storage.db import Database
+from dialer.storage.db import STRAIGHT_THROUGH, Database
 from dialer.storage.models import CallAttempt, CallTransfer, Order, OrderStatus, Outcome
 from dialer.storage.models import InboundCall as InboundCallRow
 from dialer.storage.outbox import LOCAL_CRM, add_outbox
@@ -168,6 +168,7 @@ class Store:
         results: list[object] = []
         after: list[Callable[[], None]] = []
         async with self._db.session() as session:
+            session.info[STRAIGHT_THROUGH] = not isolated
             _hold_loaded_objects(session)
             await _prefetch(session, writes)
             for write in writes:

@@ -159,3 +159,35 @@ async def test_a_batch_reads_its_orders_and_attempts_once_not_once_a_write(
         event.remove(database.engine.sync_engine, "before_cursor_execute", count)
     assert results == [None] * 20
     assert len(selects) == 2  # the batch's orders, then its attempts
+
+
+async def test_a_batch_takes_savepoints_only_when_a_write_is_refused(database: Database) -> None:
+    # A savepoint is two statements per write; refusals are rare, so a batch is written
+    # straight through and only written again write by write, with savepoints, when one fails.
+    store = Store(database, now=lambda: T0 + 60)
+    a, b = await _orders(database, 2)
+    statements: list[str] = []
+
+    def count(_c: object, _cur: object, statement: str, *_: object) -> None:
+        statements.append(statement.lstrip().upper())
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        fine = await store.write_many(
+            [StartAttempt(_originate(a, "call-a"), T0 + 1), _ended(a, "call-a")]
+        )
+        straight = [s for s in statements if "SAVEPOINT" in s]
+        statements.clear()
+        refused = await store.write_many(
+            [
+                StartAttempt(_originate(b, "call-b"), T0 + 2),
+                StartAttempt(_originate(b, "call-b2"), T0 + 3),  # b is being called already
+            ]
+        )
+    finally:
+        event.remove(database.engine.sync_engine, "before_cursor_execute", count)
+    assert fine == [None, None] and straight == []
+    assert refused[0] is None and isinstance(refused[1], LiveAttemptExists)
+    assert any(s.startswith("SAVEPOINT") for s in statements)
+    async with database.reading() as s:
+        assert sorted(await s.scalars(select(CallAttempt.channel_id))) == ["call-a", "call-b"]

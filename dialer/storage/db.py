@@ -7,11 +7,12 @@ tables in that (existing) schema.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
@@ -159,3 +160,17 @@ class Database:
             raise RuntimeError("the Database is not open; use `async with Database(url)`")
         async with self._readers() as session, session.begin():
             yield session
+
+
+# `AsyncSession.info` key: the session's writes go straight through, without savepoints.
+STRAIGHT_THROUGH: Final = "straight_through"
+
+
+def savepoint(session: AsyncSession) -> contextlib.AbstractAsyncContextManager[object]:
+    """A savepoint around a write the database may refuse, so that a refusal undoes that write
+    alone. None in a session whose `info[STRAIGHT_THROUGH]` is set: its caller undoes a
+    refusal by writing the whole transaction again, write by write (a savepoint is two more
+    statements on every write, and refusals are rare)."""
+    if session.info.get(STRAIGHT_THROUGH):
+        return contextlib.nullcontext()
+    return session.begin_nested()

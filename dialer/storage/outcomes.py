@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dialer.storage.db import savepoint
 from dialer.storage.errors import DispositionExists, NotFound
 from dialer.storage.models import Disposition, Order, OrderStatus, OutboxEntry, Outcome
 
@@ -59,7 +60,7 @@ async def store_outcome(
     if order is None:
         raise NotFound(f"no order #{order_id}")
     try:
-        async with session.begin_nested():
+        async with savepoint(session):
             disposition = Disposition(
                 channel_id=channel_id,
                 order_id=order_id,

@@ -19,6 +19,7 @@ from sqlalchemy import case, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dialer.storage.db import savepoint
 from dialer.storage.errors import (
     ChannelIdInUse,
     LiveAttemptExists,
@@ -109,7 +110,7 @@ async def add_order(
         next_attempt_at=next_attempt_at,
     )
     try:
-        async with session.begin_nested():
+        async with savepoint(session):
             session.add(order)
             await session.flush()
     except IntegrityError:
@@ -217,7 +218,7 @@ async def start_attempt(
         operator_id=operator_id,
     )
     try:
-        async with session.begin_nested():
+        async with savepoint(session):
             session.add(attempt)
             await session.flush()
     except IntegrityError:
