@@ -210,24 +210,68 @@ class Daemon:
                 self._spawn(self._identify(incoming), f"identify-{incoming.call_id}")
 
     async def _engine_loop(self) -> None:
-        handle = self.engine.handle
+        inbox = self._inbox
         while True:
-            event, done = await self._inbox.get()
-            try:
-                commands = handle(event)
-            except Exception as exc:
-                if done is not None and not done.done():
-                    done.set_exception(exc)
-                else:
-                    log.exception("engine refused %s", type(event).__name__)
-                continue
-            self._handled += 1
-            for command in commands:
-                self._dispatch(command)
-            if done is not None and not done.done():
-                done.set_result(None)
+            event, done = await inbox.get()
+            if isinstance(event, ev.OrderArrived) and not inbox.empty():
+                self._arrivals(event, done)
+            else:
+                self._handle(event, done)
             if self._draining.is_set() and self._idle():
                 self._stopped.set()
+
+    def _arrivals(self, first: ev.OrderArrived, done: asyncio.Future[None] | None) -> None:
+        """Orders that queued up one behind another while the engine was busy (a writer's
+        batch of them, a CRM's page) are handed over as one `OrdersArrived`: one dialling
+        decision for all of them instead of one each. What follows them waits its turn."""
+        arrivals, dones = [first], [done]
+        inbox, following = self._inbox, None
+        while not inbox.empty():
+            event, done = inbox.get_nowait()
+            if not isinstance(event, ev.OrderArrived):
+                following = (event, done)
+                break
+            arrivals.append(event)
+            dones.append(done)
+        if len(arrivals) == 1:
+            self._handle(first, dones[0])
+        else:
+            try:
+                commands = self.engine.handle(
+                    ev.OrdersArrived(arrivals=tuple(arrivals), now=arrivals[-1].now)
+                )
+            except Exception:
+                # one of them is refused: each on its own, so that its sender hears why (those
+                # taken in already are known now and change nothing; the next tick dials them)
+                log.warning("%d orders at once refused; one by one", len(arrivals), exc_info=True)
+                for event, done in zip(arrivals, dones, strict=True):
+                    self._handle(event, done)
+            else:
+                self._handled += len(arrivals)
+                self._issue(commands)
+                for done in dones:
+                    if done is not None and not done.done():
+                        done.set_result(None)
+        if following is not None:
+            self._handle(*following)
+
+    def _handle(self, event: ev.Event, done: asyncio.Future[None] | None) -> None:
+        try:
+            commands = self.engine.handle(event)
+        except Exception as exc:
+            if done is not None and not done.done():
+                done.set_exception(exc)
+            else:
+                log.exception("engine refused %s", type(event).__name__)
+            return
+        self._handled += 1
+        self._issue(commands)
+        if done is not None and not done.done():
+            done.set_result(None)
+
+    def _issue(self, commands: Sequence[cmd.Command]) -> None:
+        for command in commands:
+            self._dispatch(command)
 
     def _idle(self) -> bool:
         """No call holds a channel, and no operator is still wrapping one up."""

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from dialer.app import background_jobs
 from dialer.config import CampaignSettings
 from dialer.engine import commands as cmd
+from dialer.engine import events as ev
 from dialer.storage.models import CallAttempt, Order, OrderStatus
 from pbx.sim import NumberScript, OperatorScript
 from tests.floor import floor
@@ -182,3 +183,40 @@ async def test_an_unregistered_softphone_found_by_device_state_list_is_never_off
         views = {v.id: v for v in rt.board.all()}
     assert views["2002"].registered is False
     assert views["2001"].registered is True
+
+
+async def test_orders_that_queue_up_together_reach_the_engine_as_one_arrival(
+    tmp_path: Path,
+) -> None:
+    # Orders stored in one writer's batch reach the engine's inbox together: one dialling
+    # decision for them all, and each is still dialled, stored and timed as its own.
+    handled: list[ev.Event] = []
+    async with floor(tmp_path, operators=2, campaign=CAMPAIGN, scale=SCALE, start=START) as f:
+        rt = f.rt
+        handle = rt.engine.handle
+
+        def spy(event: ev.Event) -> list[cmd.Command]:
+            handled.append(event)
+            return handle(event)
+
+        rt.engine.handle = spy  # type: ignore[method-assign]
+        for i in range(6):
+            f.sim.script_number(f"7912{i:07d}", NumberScript("busy", ring_s=0.5))
+
+        async def scenario() -> None:
+            await asyncio.gather(*(f.order(i, digits=f"7912{i:07d}") for i in range(6)))
+            await _until(
+                lambda: rt.engine.statistics(rt.clock.now()).campaigns["confirm"].originated >= 6
+            )
+            rt.daemon.stop()
+
+        async with asyncio.timeout(30):
+            await rt.daemon.run(extra=[*background_jobs(rt), scenario, *(b.run for b in f.bots())])
+        async with rt.db.session() as session:
+            attempts = list(await session.scalars(select(CallAttempt)))
+
+    together = [e for e in handled if isinstance(e, ev.OrdersArrived)]
+    assert together and max(len(e.arrivals) for e in together) >= 2
+    alone = sum(isinstance(e, ev.OrderArrived) for e in handled)
+    assert alone + sum(len(e.arrivals) for e in together) == 6
+    assert len({a.order_id for a in attempts}) == 6

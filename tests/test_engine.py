@@ -29,7 +29,12 @@ from dialer.engine.commands import (
     StoreOutcome,
 )
 from dialer.engine.engine import DialerEngine
-from dialer.engine.errors import OperatorActionRejected, UnknownCall, UnknownCampaign
+from dialer.engine.errors import (
+    InvalidEvent,
+    OperatorActionRejected,
+    UnknownCall,
+    UnknownCampaign,
+)
 from dialer.engine.events import (
     AmdResult,
     AmdStatus,
@@ -49,6 +54,7 @@ from dialer.engine.events import (
     OperatorPause,
     OperatorReady,
     OrderArrived,
+    OrdersArrived,
     OriginateResult,
     Tick,
 )
@@ -193,6 +199,33 @@ def test_an_order_outside_its_calling_window_waits_for_the_morning() -> None:
     assert one(h.send(Tick(now=morning)), Originate).order_id == "o-1"
     ttfc = h.engine.statistics(morning).campaigns["confirm"].time_to_first_call
     assert (ttfc.count, ttfc.deferred) == (0, 1)
+
+
+def test_orders_arrived_together_are_taken_in_and_dialled_in_one_decision() -> None:
+    h = Harness(operators=("op-a", "op-b", "op-c"))
+    for op in ("op-a", "op-b", "op-c"):
+        h.ready(op, T0)
+    asked: list[int] = []
+    pacer = h.engine._pacers["confirm"]  # count the decisions the engine asks for
+    decide = pacer.calls_to_place
+    pacer.calls_to_place = lambda snap: asked.append(snap.leads_available) or decide(snap)  # type: ignore[method-assign]
+
+    def arrival(order_id: str, now: float) -> OrderArrived:
+        lead = Lead(
+            order_id=order_id, phone="7900", campaign_id="confirm", timezone="UTC", created_at=now
+        )
+        return OrderArrived(now=now, lead=lead)
+
+    known = arrival("o-0", T0)
+    h.send(known)  # dialled on its own
+    batch = (arrival("o-1", T0 + 1), arrival("o-2", T0 + 2), known)
+    commands = h.send(OrdersArrived(arrivals=batch, now=T0 + 3))
+    assert sorted(c.order_id for c in of(commands, Originate)) == ["o-1", "o-2"]
+    assert asked == [1, 2]  # one decision for the lone order, one for the two together
+    ttfc = h.engine.statistics(T0 + 4).campaigns["confirm"].time_to_first_call
+    assert (ttfc.count, ttfc.max_s) == (3, 2.0)  # o-1 waited from its own arrival
+    with pytest.raises(InvalidEvent):
+        OrdersArrived(arrivals=(), now=T0)
 
 
 def test_an_order_for_an_unknown_campaign_is_refused() -> None:

@@ -64,6 +64,7 @@ from dialer.engine.events import (
     OperatorPause,
     OperatorReady,
     OrderArrived,
+    OrdersArrived,
     OriginateResult,
     Tick,
     TransferDecision,
@@ -150,6 +151,7 @@ class DialerEngine:
         flow = self._flow
         self._handlers: dict[type[Event], Callable[[Any, list[Command]], None]] = {
             OrderArrived: self._order_arrived,
+            OrdersArrived: self._orders_arrived,
             Tick: self._tick,
             CustomerRinging: flow.ringing,
             OriginateResult: flow.originate_result,
@@ -212,18 +214,30 @@ class DialerEngine:
     # -- orders and dialling -----------------------------------------------------------------
 
     def _order_arrived(self, ev: OrderArrived, out: list[Command]) -> None:
+        rules = self._take_order(ev)
+        if rules is not None:
+            self._dial(rules, ev.now, out)
+
+    def _orders_arrived(self, ev: OrdersArrived, out: list[Command]) -> None:
+        campaigns = {rules.id: rules for a in ev.arrivals if (rules := self._take_order(a))}
+        for rules in campaigns.values():
+            self._dial(rules, ev.now, out)
+
+    def _take_order(self, ev: OrderArrived) -> CampaignRules | None:
+        """Put the order's lead in its hopper; its campaign, or None for an order known
+        already (replayed at start-up, or sent twice by the CRM)."""
         lead = ev.lead
         rules = self._campaign(lead.campaign_id)
         hopper = self._hoppers[rules.id]
         if self._book.order_open(lead.order_id) or lead.order_id in hopper:
-            return  # already known: an order replayed at start-up or sent twice by the CRM
+            return None
         hopper.put(lead, ev.now)
         if lead.fresh:
             if in_window(ev.now, lead.timezone, rules.calling_window):
                 self._arrived[lead.order_id] = ev.now
             else:
                 self._ttfc[rules.id].defer()
-        self._dial(rules, ev.now, out)
+        return rules
 
     def _tick(self, ev: Tick, out: list[Command]) -> None:
         self._flow.expire_wrapups(ev.now, out)

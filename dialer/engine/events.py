@@ -46,6 +46,7 @@ __all__ = [
     "OperatorPause",
     "OperatorReady",
     "OrderArrived",
+    "OrdersArrived",
     "OriginateResult",
     "Tick",
     "TransferDecision",
@@ -105,6 +106,21 @@ class OrderArrived(Event):
     """A new order (or, at start-up, a pending one) whose customer is to be called."""
 
     lead: Lead
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrdersArrived(Event):
+    """Several `OrderArrived` handled as one, `now` the last one's: each lead goes in its
+    hopper as at its own arrival, then one dialling decision is taken per campaign, as after
+    the last. A driver that finds arrivals queued up behind one another while the engine was
+    busy hands them over this way (one decision instead of one per order)."""
+
+    arrivals: tuple[OrderArrived, ...]
+
+    def __post_init__(self) -> None:
+        Event.__post_init__(self)
+        if not self.arrivals:
+            raise InvalidEvent("OrdersArrived needs at least one arrival")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
