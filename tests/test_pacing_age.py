@@ -246,7 +246,7 @@ def lead(order_id: str, created_at: float, tz: str = "Europe/Moscow") -> Lead:
 def test_the_hopper_shows_the_next_leads_in_the_order_it_hands_them_out() -> None:
     hopper = Hopper(CampaignRules(id="confirm", calling_window=NINE_TO_NINE))
     now = datetime(2024, 7, 15, 8, tzinfo=UTC).timestamp()  # 11:00 in Moscow, 04:00 in New York
-    created = [now - 60 * m for m in (5, 50, 20, 300, 1, 90)]
+    created = [now - 60 * m for m in (5, 50, 20, 110, 1, 90)]  # all stored inside the window
     for i, at in enumerate(created):
         hopper.put(lead(f"o-{i}", at), now)
     hopper.put(lead("asleep", now - 9000, tz="America/New_York"), now)

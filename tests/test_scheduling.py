@@ -230,6 +230,29 @@ def test_fresh_orders_come_before_retries_and_the_oldest_fresh_first() -> None:
     assert order_ids(hopper.next_leads(now, 2)) == ["retry"]
 
 
+def test_orders_stored_in_the_window_come_before_the_nights_orders_still_waiting() -> None:
+    hopper = Hopper(rules_9_21())
+    night = utc(2024, 7, 15, 20)  # 23:00 in Moscow
+    for i in range(3):
+        hopper.put(lead(f"night-{i}", created_at=night + i * 60), night + i * 60)
+    morning = utc(2024, 7, 16, 6)  # 09:00 in Moscow
+    assert order_ids(hopper.next_leads(morning, 1)) == ["night-0"]
+    hopper.put(
+        lead(
+            "retry",
+            created_at=night - HOUR,
+            attempts=1,
+            last_outcome="busy",
+            next_attempt_at=morning,
+        ),
+        morning,
+    )
+    hopper.put(lead("new-1", created_at=morning + 120), morning + 120)
+    hopper.put(lead("new-0", created_at=morning + 60), morning + 60)
+    picked = order_ids(hopper.next_leads(morning + 180, 10))
+    assert picked == ["new-0", "new-1", "night-1", "night-2", "retry"]
+
+
 def test_a_retry_waits_for_its_time() -> None:
     hopper = Hopper(rules_9_21())
     now = utc(2024, 7, 15, 9)
@@ -332,7 +355,7 @@ def test_replacing_and_discarding_a_lead() -> None:
 
 def test_hopper_stays_cheap_at_ten_thousand_leads() -> None:
     hopper = Hopper(rules_9_21())
-    now = utc(2024, 7, 15, 9)
+    now = utc(2024, 7, 15, 10)  # every order below was stored inside its calling window
     zones = ["Europe/Moscow", "Asia/Novosibirsk", "Europe/Berlin", "Asia/Almaty"]
     for i in range(10_000):
         hopper.put(lead(f"o{i}", tz=zones[i % 4], created_at=now - i), now)

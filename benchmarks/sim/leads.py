@@ -94,6 +94,6 @@ class LeadBook:
         """The leads that may be dialled at `now`, best first by `scheduling.priority`."""
         self._promote(now)
         window = self._rules.calling_window
-        for lead in sorted(self._due.values(), key=priority):
+        for lead in sorted(self._due.values(), key=lambda lead: priority(lead, window)):
             if in_window(now, lead.timezone, window):
                 yield lead

@@ -198,15 +198,23 @@ class Hopper:
         elif lead.callback_operator_id is not None:
             place = _Place.MINE
             heap = self._mine.setdefault(lead.callback_operator_id, [])
-            heapq.heappush(heap, (priority(lead), entry.token, lead.order_id))
+            heapq.heappush(
+                heap, (priority(lead, self._rules.calling_window), entry.token, lead.order_id)
+            )
         elif lead.lockout_until is not None and lead.lockout_until > now:
             place = _Place.LOCKED
-            heapq.heappush(self._locked, (priority(lead), entry.token, lead.order_id))
+            heapq.heappush(
+                self._locked,
+                (priority(lead, self._rules.calling_window), entry.token, lead.order_id),
+            )
             # Wake up when the lockout ends: from then on it may be dialled predictively.
             heapq.heappush(self._waiting, (lead.lockout_until, entry.token, lead.order_id))
         else:
             place = _Place.READY
-            heapq.heappush(self._ready, (priority(lead), entry.token, lead.order_id))
+            heapq.heappush(
+                self._ready,
+                (priority(lead, self._rules.calling_window), entry.token, lead.order_id),
+            )
         self._counts[entry.place] -= 1
         self._counts[place] += 1
         entry.place = place

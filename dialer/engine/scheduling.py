@@ -34,6 +34,7 @@ from dialer.engine.errors import InvalidRules
 __all__ = [
     "TIER_CALLBACK",
     "TIER_FRESH",
+    "TIER_OVERNIGHT",
     "TIER_RETRY",
     "Lead",
     "after_attempt",
@@ -230,22 +231,29 @@ def not_before(lead: Lead, now: float, rules: CampaignRules) -> float:
     return next_window_start(at, lead.timezone, rules.calling_window)
 
 
-# Tiers of `priority`: a promised callback first, then fresh orders, then retries.
+# Tiers of `priority`: a promised callback first, then fresh orders stored inside their
+# calling window, then those stored outside it, then retries.
 TIER_CALLBACK = 0
 TIER_FRESH = 1
-TIER_RETRY = 2
+TIER_OVERNIGHT = 2
+TIER_RETRY = 3
 
 
-def priority(lead: Lead) -> tuple[int, float, float, str]:
+def priority(lead: Lead, window: CallingWindow | None = None) -> tuple[int, float, float, str]:
     """Sort key of a due lead; smaller is called first.
 
-    Due callbacks first (earliest promised time first), then fresh orders oldest first (so the
-    orders of a night are called first thing in the morning in the order they came), then
-    retries in the order they fell due.
+    Due callbacks first (earliest promised time first), then fresh orders oldest first, then
+    retries in the order they fell due. Given the campaign's `window`, fresh orders stored
+    outside their customer's calling window (the night's orders) come after those stored
+    inside it, oldest first among themselves: a customer who ordered a minute ago is by the
+    phone, and while the morning's queue of night orders is worked through, every minute it
+    makes them wait costs far more answers than the same minute costs the night's orders.
     """
     if lead.callback_at is not None:
         return (TIER_CALLBACK, lead.callback_at, lead.created_at, lead.order_id)
     if lead.fresh:
+        if window is not None and not in_window(lead.created_at, lead.timezone, window):
+            return (TIER_OVERNIGHT, lead.created_at, lead.created_at, lead.order_id)
         return (TIER_FRESH, lead.created_at, lead.created_at, lead.order_id)
     due = lead.next_attempt_at if lead.next_attempt_at is not None else lead.created_at
     return (TIER_RETRY, due, lead.created_at, lead.order_id)
