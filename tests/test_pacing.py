@@ -7,7 +7,7 @@ import dataclasses
 import heapq
 import itertools
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
@@ -350,16 +350,10 @@ def test_adaptive_places_ceil_of_ready_times_level_minus_calls_in_flight(
 # -- the predictive pacer ---------------------------------------------------------------------
 
 
-def trained(
-    p_answer: float,
-    *,
-    ring_median_s: float = 12.0,
-    seed: int = 3,
-    settings: PredictiveSettings | None = None,
-) -> PredictivePacer:
+def trained(p_answer: float, *, ring_median_s: float = 12.0, seed: int = 3) -> PredictivePacer:
     """A predictive pacer that has seen 400 attempts and 300 finished calls."""
     rng = np.random.default_rng(seed)
-    pacer = PredictivePacer(settings)
+    pacer = PredictivePacer()
     for i in range(400):
         answered = bool(rng.random() < p_answer)
         ring = rng.lognormal(math.log(ring_median_s), 0.4) if answered else rng.uniform(4, 30)
@@ -453,24 +447,6 @@ def test_predictive_spends_half_the_budget_with_five_operators_or_fewer() -> Non
     assert pacer.statistics().abandon_budget == pytest.approx(0.015)
     pacer.calls_to_place(snap(ready=1, busy=talking(20.0, 40.0, 60.0, 80.0, 90.0, 100.0)))
     assert pacer.statistics().abandon_budget == pytest.approx(0.03)
-
-
-def test_predictive_risks_more_on_an_order_kept_waiting_while_the_rate_leaves_room() -> None:
-    # Four operators mid-call, none ready: a fresh order waits for one of them; an order kept
-    # waiting past `first_call_within_s` may carry up to `late_risk` (here all of it: dialled
-    # at once), until the rolling rate reaches the target.
-    busy = talking(60.0, 80.0, 100.0, 120.0)
-
-    def calls(waited_s: float, *, rate: float | None = None, late_risk: float = 1.0) -> int:
-        pacer = trained(0.5, settings=PredictiveSettings(late_risk=late_risk))
-        s = replace(snap(busy=busy, rate=rate, leads=3), next_lead_ages_s=(waited_s,) * 3)
-        return pacer.calls_to_place(s)
-
-    assert calls(5.0) == 0
-    assert calls(90.0) >= 1
-    assert calls(90.0, late_risk=0.0) == 0
-    assert calls(90.0, rate=0.03) == 0
-    assert calls(3600.0) == 0  # the night's orders at the window's opening: no extra risk
 
 
 def test_predictive_counts_long_ringing_calls_as_less_likely_answers() -> None:

@@ -82,8 +82,8 @@ def lost_given(
 
 
 def exact_plan(plan: Mapping[str, Any]) -> tuple[PlannedCalls, dict[int, float]]:
-    """The plan, and for each n tried E[lost] over what n may lose, the plain way; `plan`
-    holds `plan_calls`' arguments, with one row of `free_by` per operator."""
+    """The plan, and the risk of each n tried, the plain way; `plan` holds `plan_calls`'
+    arguments, with one row of `free_by` per operator."""
     ready, waiting, budget = plan["ready"], plan["waiting"], plan["budget"]
     free_by, dialing_by, dialing_eventual = (
         plan["free_by"],
@@ -109,14 +109,8 @@ def exact_plan(plan: Mapping[str, Any]) -> tuple[PlannedCalls, dict[int, float]]
     hazard = np.clip(np.where(1 - before > 1e-12, timing / np.maximum(1 - before, 1e-12), 0), 0, 1)
     dialing = one_by_one(dialing_eventual)
     top = quantile(np.convolve(dialing, one_by_one(p_new[: min(n_max, n_min + 4)])))
-    late = plan.get("late_budget")
-    extra = np.zeros(n_max)
-    if late is not None:
-        given_late = np.maximum(np.asarray(late, dtype=np.float64) - budget, 0.0)[:n_max]
-        extra[: given_late.shape[0]] = given_late
-    extra[:n_min] = 0.0  # the progressive calls bring no allowance
     tables: dict[int, FloatArray] = {}
-    ratios: dict[int, float] = {}
+    risks: dict[int, float] = {}
     best = PlannedCalls(
         calls=n_min,
         abandon_probability=0.0,
@@ -137,20 +131,20 @@ def exact_plan(plan: Mapping[str, Any]) -> tuple[PlannedCalls, dict[int, float]]
             )
         expected = waiting + expected_dialing + p_new[:n].sum()
         lost = float(np.dot(pending[: top + 1], tables[top][: pending.shape[0]]))
-        may_lose = budget * expected + float(np.max(extra[:n] * p_new[:n]))
-        ratios[n] = lost / may_lose if may_lose > 0 else (math.inf if lost > 0 else 0.0)
-        if ratios[n] > 1.0:
+        risks[n] = lost / expected if expected > 0 else 0.0
+        if risks[n] > budget:
             break
-        risk = lost / expected if expected > 0 else 0.0
-        best = PlannedCalls(calls=n, abandon_probability=risk, expected_answers=expected)
-    return best, ratios
+        best = PlannedCalls(calls=n, abandon_probability=risks[n], expected_answers=expected)
+    return best, risks
 
 
-def assert_same_plan(fast: PlannedCalls, exact: PlannedCalls, ratios: dict[int, float]) -> None:
+def assert_same_plan(
+    fast: PlannedCalls, exact: PlannedCalls, risks: dict[int, float], budget: float
+) -> None:
     if fast.calls != exact.calls:
-        # Only a loss within rounding of what the calls may lose may tip the other way.
+        # Only a risk within rounding of the budget may tip the other way.
         deciding = min(fast.calls, exact.calls) + 1
-        assert ratios.get(deciding) == pytest.approx(1.0, rel=1e-9), (fast, exact)
+        assert risks.get(deciding) == pytest.approx(budget, rel=1e-9), (fast, exact)
         return
     assert fast.abandon_probability == pytest.approx(exact.abandon_probability, abs=1e-6)
     assert fast.expected_answers == pytest.approx(exact.expected_answers, rel=1e-12)
@@ -197,12 +191,6 @@ def plans(draw: st.DrawFn) -> dict[str, object]:
         "budget": draw(st.sampled_from([0.005, 0.01, 0.03, 0.06, 0.15])),
         "n_min": n_min,
         "n_max": n_max,
-        # Leads kept waiting may carry more risk, the longest-waiting (handed out first) most.
-        "late_budget": (
-            np.sort(rng.uniform(0.0, 0.5, draw(st.integers(1, max(1, n_max)))))[::-1]
-            if draw(st.booleans())
-            else None
-        ),
     }
 
 
@@ -212,8 +200,8 @@ def plans(draw: st.DrawFn) -> dict[str, object]:
 @settings(max_examples=40, deadline=None)
 @given(plan=plans())
 def test_plan_calls_decides_as_the_recursion_computed_without_cuts(plan: dict) -> None:
-    exact, ratios = exact_plan(plan)
-    assert_same_plan(plan_calls(**plan), exact, ratios)
+    exact, risks = exact_plan(plan)
+    assert_same_plan(plan_calls(**plan), exact, risks, plan["budget"])
 
 
 @settings(max_examples=20, deadline=None)
@@ -363,5 +351,5 @@ def test_the_pacer_decides_as_the_exact_computation_on_random_snapshots(
                 [trained.handle_time.free_within(b.phase, b.elapsed_s) for b in snap.busy_operators]
             ).reshape(len(snap.busy_operators), GRID_S.shape[0])
             plain = {k: v for k, v in inputs.items() if k not in ("free_counts", "frees")}
-            exact, ratios = exact_plan({**plain, "free_by": rows})
-            assert_same_plan(planned, exact, ratios)
+            exact, risks = exact_plan({**plain, "free_by": rows})
+            assert_same_plan(planned, exact, risks, float(inputs["budget"]))  # type: ignore[arg-type]

@@ -55,15 +55,6 @@ In plain words, each time the engine asks (about once a second):
    get `small_team_budget_share` of that budget: a handful of operators frees up in lumps, and
    one unlucky minute is a large share of their day.
 
-7. **Orders kept waiting.** When every operator is busy one more call carries nearly its whole
-   answer probability as risk, so a new order could wait minutes for a free operator while
-   the day's rate stays far under the target. A call to a lead whose order has waited
-   `first_call_within_s` may carry up to `late_risk` (rising from nothing at half that age,
-   scaled as the budget is by the rolling rate), one such call at a time and only while the
-   rolling window has room for two more abandons; orders older than `late_until_s` (the
-   night's, at a window's opening) get nothing extra (`late_budgets`, and `late_budget` in
-   `pacing_risk.plan_calls`).
-
 The pacer keeps the risk of the calls in flight within the budget at every decision, but it
 cannot withdraw a call when later news is bad; the feedback from the rolling rate (point 6)
 absorbs that. When the snapshot does not carry `dialing_elapsed_s`, the pacer tracks the calls
@@ -92,13 +83,7 @@ from dialer.engine.pacing_age import AgeAnswerModel, DialledAges, Finished
 from dialer.engine.pacing_models import AnswerRateModel, DurationModel, HandleTimeModel
 from dialer.engine.pacing_risk import GRID_S, free_by_times, plan_calls
 
-__all__ = [
-    "PredictivePacer",
-    "PredictiveSettings",
-    "abandon_budget",
-    "budget_share",
-    "late_budgets",
-]
+__all__ = ["PredictivePacer", "PredictiveSettings", "abandon_budget"]
 
 FloatArray = npt.NDArray[np.float64]
 # A result is learned from once every call placed before it has one too, or this long after
@@ -118,9 +103,6 @@ class PredictiveSettings:
     small_team: int = 5
     small_team_budget_share: float = 0.5
     max_lines_per_operator: float = 4.0
-    first_call_within_s: float = 60.0
-    late_risk: float = 0.25
-    late_until_s: float = 300.0
     answer_rate_z: float = 1.0
     prior_answer_rate: float = 0.5
     prior_answer_strength: float = 2.0
@@ -150,10 +132,6 @@ class PredictiveSettings:
             raise ValueError("full_budget_below must be in [0, 1)")
         if not 0 <= self.small_team_budget_share <= 1:
             raise ValueError("small_team_budget_share must be in [0, 1]")
-        if not 0 <= self.late_risk <= 1:
-            raise ValueError("late_risk must be in [0, 1]")
-        if not 0 < self.first_call_within_s <= self.late_until_s:
-            raise ValueError("first_call_within_s must be positive and at most late_until_s")
         if self.max_lines_per_operator < 1:
             raise ValueError("max_lines_per_operator must be at least 1")
         if not 0 < self.prior_answer_rate < 1:
@@ -184,58 +162,21 @@ class PredictiveSettings:
             raise ValueError("ring_samples and handle_samples must be at least 1")
 
 
-def budget_share(snap: PacingSnapshot, settings: PredictiveSettings) -> float:
-    """How much of what it may risk the pacer spends now, from the rolling rate: 1 while the
-    rate is under `full_budget_below` of the target, then linearly less, 0 at the target."""
+def abandon_budget(snap: PacingSnapshot, settings: PredictiveSettings) -> float:
+    """The share of live answers the pacer may risk now, from the rolling rate and the target."""
     target = snap.abandon_target
     if target <= 0:
         return 0.0
     x = 0.0 if snap.abandon_rate is None else snap.abandon_rate / target
     if x <= settings.full_budget_below:
-        return 1.0
-    if x >= 1.0:
-        return 0.0
-    return (1.0 - x) / (1.0 - settings.full_budget_below)
-
-
-def abandon_budget(snap: PacingSnapshot, settings: PredictiveSettings) -> float:
-    """The share of live answers the pacer may risk now, from the rolling rate and the target."""
-    share = budget_share(snap, settings)
+        share = 1.0
+    elif x >= 1.0:
+        share = 0.0
+    else:
+        share = (1.0 - x) / (1.0 - settings.full_budget_below)
     if snap.logged_in <= settings.small_team:
         share *= settings.small_team_budget_share
-    return snap.abandon_target * share if share > 0 else 0.0
-
-
-def late_budgets(snap: PacingSnapshot, settings: PredictiveSettings) -> FloatArray | None:
-    """The abandon probability the call to each lead listed next may carry, by how long its
-    order has waited: up to `late_risk` (times `budget_share`) for an order that has waited
-    `first_call_within_s` or longer, rising from nothing at half that; None when no lead
-    listed has waited that long, or while the window's counts (`abandon_counts`) have no room
-    for two more abandons. Orders older than `late_until_s` get none: past the five
-    minutes practice allows for a first call the promise is broken anyway, and the night's
-    orders at the window's opening are hours old: a risk taken on each would spend the
-    day's abandons in its first minutes.
-    """
-    ages = snap.next_lead_ages_s
-    if not ages or settings.late_risk <= 0:
-        return None
-    half = settings.first_call_within_s / 2
-    at = np.asarray(ages, dtype=np.float64)
-    ramp = np.clip((at - half) / half, 0.0, 1.0)
-    ramp[at > settings.late_until_s] = 0.0
-    if not ramp.any():
-        return None
-    share = budget_share(snap, settings)
-    if share <= 0:
-        return None
-    if snap.abandon_counts is not None:
-        # Two more abandons must fit in the window: one this call may cost, and the one the
-        # `AbandonGuard` keeps for the calls the plain budget places.
-        abandons, answers = snap.abandon_counts
-        if abandons + 2 > snap.abandon_target * answers:
-            return None
-    result: FloatArray = settings.late_risk * share * ramp
-    return result
+    return target * share
 
 
 class PredictivePacer:
@@ -332,7 +273,6 @@ class PredictivePacer:
             budget=budget,
             n_min=n_min,
             n_max=n_max,
-            late_budget=late_budgets(snap, s) if s.by_lead_age else None,
         )
         reason = (
             f"P(abandon) {plan.abandon_probability:.2%}, budget {budget:.2%}"

@@ -97,7 +97,6 @@ def plan_calls(
     n_max: int,
     free_counts: IntArray | None = None,
     frees: FloatArray | None = None,
-    late_budget: FloatArray | None = None,
 ) -> PlannedCalls:
     """The largest n in `n_min .. n_max` whose abandon probability is within `budget`.
 
@@ -117,12 +116,6 @@ def plan_calls(
     of operators behind row i; `frees[k, x]`, the probability that x of them are freed in
     interval k, may be given too (`HandleTimeModel.freed` keeps it from one decision to the
     next), else it is computed from the rows.
-
-    `late_budget[i]`, when given, is the abandon probability the i-th new call may carry
-    instead of `budget` (calls past its end: `budget`), for one call above `n_min` at a time:
-    n is within when E[lost] <= `budget` x (answers expected) + the largest
-    (late_budget[i] - budget)^+ x p_i over new calls i from `n_min` to n - 1. That grows
-    with n no faster than one call's answer, so the risk over the limit still grows with n.
     """
     n_max = max(n_max, 0)
     n_min = min(max(n_min, 0), n_max)
@@ -157,10 +150,7 @@ def plan_calls(
         return waiting + expected_dialing + odds.expected(n)
 
     def over(n: int) -> bool:
-        late = _late_allowance(late_budget, budget, odds, n_min, n)
-        low, _ = risks.lost(n, limit=budget * expected(n) + late)
-        if late > 0.0:
-            return low > budget * expected(n) + late
+        low, _ = risks.lost(n, limit=budget * expected(n))
         return expected(n) > 0 and low / expected(n) > budget
 
     # The risk grows with n: the last n within the budget, by doubling steps then halving.
@@ -181,18 +171,6 @@ def plan_calls(
     if within > n_min and expected(within) > 0:
         risk = risks.lost(within, limit=None, close=_CLOSE * expected(within))[0] / expected(within)
     return PlannedCalls(calls=within, abandon_probability=risk, expected_answers=expected(within))
-
-
-def _late_allowance(
-    late_budget: FloatArray | None, budget: float, odds: _Odds, n_min: int, n: int
-) -> float:
-    """The abandons expected that one late call among new calls `n_min` .. n - 1 may add."""
-    if late_budget is None or n <= n_min:
-        return 0.0
-    extra = np.maximum(late_budget[n_min:n] - budget, 0.0)
-    if extra.shape[0] == 0:
-        return 0.0
-    return float(np.max(extra * odds.first(n)[n_min : n_min + extra.shape[0]]))
 
 
 class _Risks:
