@@ -142,9 +142,11 @@ def test_on_any_true_rates_the_estimates_converge_as_outcomes_accumulate(
         done = total
         est = [[book.estimate(f"op{o}", f"cat{c}", 1e6).mean for c in range(3)] for o in range(4)]
         errors.append(np.abs(np.array(est) - true))
-    # About 320 calls a cell at the end: within 0.09 everywhere (over four standard errors),
-    # and the mean error shrinks as outcomes accumulate (roughly halving per quadrupling).
-    assert errors[-1].max() < 0.09
+    # About 320 calls a cell at the end: within 0.12 everywhere (a standard error is at most
+    # 0.028 there, so over four of them: 12 cells and 15 examples a run would cross 0.09, a
+    # bit over three, in about one run in four), and the mean error shrinks as outcomes
+    # accumulate (roughly halving per quadrupling).
+    assert errors[-1].max() < 0.12
     assert errors[-1].mean() < 0.04
     assert errors[-1].mean() < errors[0].mean()
 
